@@ -1,0 +1,141 @@
+"""The ``mate`` command line. Errors a user can cause are printed as one line, no traceback."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from . import __version__
+from .errors import MateError
+
+DESCRIPTION = """\
+MATE: multi-exit self-distillation with appropriate teachers.
+
+Train a multi-exit network with MATE or a baseline objective, and evaluate its exits.
+Configs are YAML files (see configs/); any key can be overridden as section.key=value.
+"""
+
+EPILOG = """\
+examples:
+  mate train                                          MATE on Fashion-MNIST (configs/fashion_mnist_quick.yaml)
+  mate train --config configs/cifar100_resnet18.yaml data.root=~/data
+  mate train objective.name=ce optim.epochs=4          deep-supervision baseline, 4 epochs
+  mate train --resume runs/fashion_mnist-resnet18-mate-s0
+  mate eval runs/fashion_mnist-resnet18-mate-s0/best.pt
+  mate list                                           registered models, objectives, datasets
+"""
+
+
+def _default_config() -> Path:
+    """The main job's config, shipped with the package."""
+    from .config import resolve_config_path
+
+    return resolve_config_path("fashion_mnist_quick")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import Config, apply_overrides, load_config
+    from .engine import load_checkpoint, train
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        run_dir = run_dir.parent if run_dir.suffix == ".pt" else run_dir
+        if args.config:
+            config = load_config(args.config, args.overrides)
+        else:
+            state = load_checkpoint(run_dir / "last.pt")
+            config = Config.from_dict(apply_overrides(state["config"], args.overrides))
+        results = train(config, run_dir=run_dir, resume=True)
+    else:
+        path = args.config or _default_config()
+        config = load_config(path, args.overrides)
+        print(f"config: {path}")
+        results = train(config)
+    _print_results(results)
+    return 0
+
+
+def _print_results(results: dict) -> None:
+    print()
+    print(f"run: {results['run_dir']}  (best epoch {results['best_epoch']} by validation "
+          f"'{results['select']}' accuracy; training {results['train_time_s']:.0f}s)")
+    print(results["table"])
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .engine import build_data, check_compatible, collect_exit_logits, format_exit_table, load_checkpoint
+    from .engine.trainer import build_model, resolve_device
+    from .config import Config, apply_overrides
+
+    state = load_checkpoint(args.checkpoint)
+    config = Config.from_dict(apply_overrides(state["config"], args.overrides))
+    device = resolve_device(config.run.device)
+    data = build_data(config, device)
+    model = build_model(config, data.splits)
+    check_compatible(state, model)
+    model.load_state_dict(state["model"])
+    model.to(device)
+    rows = {}
+    if args.split in ("val", "both") and data.val is not None:
+        rows["val"] = collect_exit_logits(model, data.val).summary()
+    if args.split in ("test", "both"):
+        rows["test"] = collect_exit_logits(model, data.test).summary()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(f"checkpoint: {args.checkpoint} (epoch {int(state['epoch']) + 1})")
+        print(format_exit_table(rows))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from . import list_datasets, list_models, list_objectives
+
+    print("models:     " + ", ".join(list_models()))
+    print("objectives: " + ", ".join(list_objectives()))
+    print("datasets:   " + ", ".join(list_datasets()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mate", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"mate {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a multi-exit network and print its per-exit table",
+                       description="Train, validate every epoch, keep last/best checkpoints, test the best.")
+    p.add_argument("--config", help="YAML file or shipped config name (default: fashion_mnist_quick)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optim.lr=0.05")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="per-exit and ensemble accuracy of a checkpoint",
+                       description="Evaluate every exit and the exits' ensemble of a checkpoint.")
+    p.add_argument("checkpoint", help="a .pt file written by mate train (or its run folder)")
+    p.add_argument("--split", choices=["test", "val", "both"], default="test")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. data.root=DIR run.device=cpu")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("list", help="registered models, objectives and datasets")
+    p.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except MateError as exc:
+        print(f"mate: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mate: interrupted; resume with `mate train --resume RUN_DIR`", file=sys.stderr)
+        return 130

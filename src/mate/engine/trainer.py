@@ -1,0 +1,282 @@
+"""The training loop: one for every model, objective and dataset.
+
+``train(config)`` builds data, model and objective from the registries, trains with SGD,
+validates every exit and the exits' ensemble after each epoch on a split held out of the
+training set, keeps the last and the best-on-validation checkpoints, and finally evaluates the
+best checkpoint on the test set.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor, nn
+
+from .. import __version__
+from ..config import Config
+from ..data import DatasetSplits, DeviceLoader
+from ..errors import CheckpointError, ConfigError, MateError, TrainingDiverged
+from ..models import MultiExitNetwork, create_model
+from ..objectives import create_objective
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import build_data
+from .evaluate import ExitLogits, collect_exit_logits, format_exit_table, selection_score
+from .logger import RunLogger
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"run.device={name} but no CUDA device is available; use run.device=cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"run.device={name!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
+
+
+def build_model(config: Config, splits: DatasetSplits) -> MultiExitNetwork:
+    return create_model(config.model["name"], num_classes=splits.num_classes, in_channels=splits.in_channels,
+                        input_size=splits.input_size, **config.model_options())
+
+
+def build_objective(config: Config, model: MultiExitNetwork) -> nn.Module:
+    return create_objective(config.objective["name"], num_exits=model.num_exits, feature_dim=model.feature_dim,
+                            num_classes=model.num_classes, **config.objective_options())
+
+
+def lr_factor(config: Config, steps_per_epoch: int) -> Callable[[int], float]:
+    o = config.optim
+
+    def factor(step: int) -> float:
+        e = step / steps_per_epoch
+        if o.schedule == "multistep":
+            f = o.lr_decay ** sum(1 for m in o.milestones if e >= m)
+        elif o.schedule == "cosine":
+            f = 0.5 * (1.0 + math.cos(math.pi * min(e, o.epochs) / o.epochs))
+        else:
+            f = 1.0
+        if o.warmup_epochs > 0 and e < o.warmup_epochs:
+            f *= (step + 1) / (o.warmup_epochs * steps_per_epoch)
+        return f
+
+    return factor
+
+
+def default_run_name(config: Config) -> str:
+    return f"{config.data.name}-{config.model['name']}-{config.objective['name']}-s{config.run.seed}"
+
+
+class Trainer:
+    """Owns one run. ``fit()`` trains (or resumes) and returns the final results."""
+
+    def __init__(self, config: Config, run_dir: Optional[str | Path] = None, resume: bool = False,
+                 log: Callable[[str], None] = print):
+        self.config = config
+        self.log = log
+        self.device = resolve_device(config.run.device)
+        self.run_dir = Path(run_dir) if run_dir else Path(config.run.out_dir) / (config.run.name or default_run_name(config))
+        self.rank, self.world_size = 0, 1
+        self.is_main = self.rank == 0
+        self._prepare_run_dir(resume)
+        if config.run.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+
+        torch.manual_seed(config.run.seed)
+        self.data = build_data(config, self.device, self.rank, self.world_size)
+        self.model = build_model(config, self.data.splits).to(self.device)
+        if config.run.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.objective = build_objective(config, self.model).to(self.device)
+        o = config.optim
+        params = list(self.model.parameters()) + list(self.objective.parameters())
+        self.optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
+                                         weight_decay=o.weight_decay)
+        self.steps_per_epoch = len(self.data.train)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(config, self.steps_per_epoch))
+        self.start_epoch, self.best_score, self.best_epoch, self.train_time = 0, -math.inf, -1, 0.0
+        self.logger = RunLogger(self.run_dir, config.run.tensorboard, enabled=self.is_main)
+        if resume:
+            self._resume()
+        elif self.is_main:
+            (self.run_dir / "config.yaml").write_text(_yaml(config))
+            (self.run_dir / "split.json").write_text(json.dumps(
+                {"dataset": config.data.name, "split_seed": config.data.split_seed,
+                 "val_indices": self.data.val_indices.tolist()}))
+
+    # -- run folder and resume -------------------------------------------------------------
+    def _prepare_run_dir(self, resume: bool) -> None:
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.run_dir / ".write_test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise MateError(f"cannot write to the run folder {self.run_dir}: {exc.strerror}. "
+                            "Choose another run.out_dir.") from None
+        has_ckpt = (self.run_dir / "last.pt").exists()
+        if resume and not has_ckpt:
+            raise CheckpointError(f"nothing to resume: {self.run_dir / 'last.pt'} does not exist")
+        if not resume and has_ckpt:
+            raise MateError(f"the run folder {self.run_dir} already holds a checkpoint. Resume it with "
+                            "--resume, or pick another folder with run.name=NEW_NAME.")
+
+    def _resume(self) -> None:
+        state = load_checkpoint(self.run_dir / "last.pt", map_location=self.device)
+        check_compatible(state, self.model, self.config)
+        self.model.load_state_dict(state["model"])
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.start_epoch = int(state["epoch"]) + 1
+        self.best_score, self.best_epoch = float(state["best_score"]), int(state["best_epoch"])
+        self.train_time = float(state["train_time"])
+        torch.set_rng_state(state["rng_cpu"])
+        if torch.cuda.is_available() and state.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state_all(list(state["rng_cuda"]))
+        self.logger.truncate_after(int(state["epoch"]) + 1)  # records are 1-based
+        self.log(f"resumed {self.run_dir} after epoch {self.start_epoch}")
+
+    def _state(self, epoch: int) -> dict:
+        return {
+            "version": __version__, "config": self.config.to_dict(), "epoch": epoch,
+            "model": self.model.state_dict(), "objective": self.objective.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "best_score": self.best_score, "best_epoch": self.best_epoch, "train_time": self.train_time,
+            "num_exits": self.model.num_exits, "num_classes": self.model.num_classes,
+            "val_indices": self.data.val_indices, "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+
+    # -- one epoch ----------------------------------------------------------------------------
+    def prepare(self, x: Tensor) -> Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.config.run.channels_last else x
+
+    def train_epoch(self, epoch: int) -> dict:
+        self.model.train()
+        self.objective.train()
+        self.data.train.set_epoch(epoch)
+        torch.manual_seed(self.config.run.seed * 1_000_003 + epoch)
+        sums: dict[str, Tensor] = {}
+        count = 0
+        batches = _progress(self.data.train, self.config.run.progress and self.is_main,
+                            f"epoch {epoch + 1}/{self.config.optim.epochs}")
+        for i, (x, y) in enumerate(batches):
+            outputs = self.model(self.prepare(x))
+            loss, logs = self.objective(outputs, y, epoch + i / self.steps_per_epoch)
+            if not torch.isfinite(loss):
+                last = self.run_dir / "last.pt"
+                raise TrainingDiverged(
+                    f"the loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}. The last good checkpoint "
+                    f"is {last if last.exists() else '(none yet)'}; lower optim.lr or check the data."
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            b = y.shape[0]
+            count += b
+            logs = {"loss": loss.detach(), **logs}
+            for key, value in logs.items():
+                value = value.detach().float() * b
+                sums[key] = sums[key] + value if key in sums else value
+        return {key: (value / count).cpu().tolist() for key, value in sums.items()}
+
+    def evaluate(self, loader: DeviceLoader) -> ExitLogits:
+        return collect_exit_logits(self.model, loader, self.prepare)
+
+    # -- the whole run ----------------------------------------------------------------------
+    def fit(self) -> dict:
+        cfg = self.config
+        for epoch in range(self.start_epoch, cfg.optim.epochs):
+            t0 = time.perf_counter()
+            train_logs = self.train_epoch(epoch)
+            self.train_time += time.perf_counter() - t0
+            record = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], "train": train_logs,
+                      "time": self.train_time}
+            if self.data.val is not None:
+                val = self.evaluate(self.data.val).summary()
+                record["val"] = val
+                score = selection_score(val, cfg.run.select)
+            else:
+                score = float(epoch)  # no validation split: the last epoch is the best
+            improved = score > self.best_score
+            if improved:
+                self.best_score, self.best_epoch = score, epoch + 1
+            self.logger.log(record)
+            self.log(_epoch_line(record))
+            if self.is_main:
+                state = self._state(epoch)
+                if improved:
+                    save_checkpoint(state, self.run_dir / "best.pt")
+                save_checkpoint(state, self.run_dir / "last.pt")
+        self.logger.close()
+        return self.final_results()
+
+    def final_results(self) -> dict:
+        best = self.run_dir / ("best.pt" if (self.run_dir / "best.pt").exists() else "last.pt")
+        state = load_checkpoint(best, map_location=self.device)
+        self.model.load_state_dict(state["model"])
+        rows = {}
+        if self.data.val is not None:
+            rows["val"] = self.evaluate(self.data.val).summary()
+        rows["test"] = self.evaluate(self.data.test).summary()
+        results = {"run_dir": str(self.run_dir), "best_epoch": int(state["epoch"]) + 1,
+                   "select": self.config.run.select, "train_time_s": self.train_time,
+                   "config": self.config.to_dict(), **rows}
+        if self.is_main:
+            (self.run_dir / "results.json").write_text(json.dumps(results, indent=2))
+        results["table"] = format_exit_table(rows)
+        return results
+
+
+def check_compatible(state: dict, model: MultiExitNetwork, config: Optional[Config] = None) -> None:
+    """One clear error when a checkpoint belongs to another architecture or class count."""
+    saved = state.get("config", {}).get("model", {})
+    if config is not None and saved.get("name") != config.model["name"]:
+        raise CheckpointError(f"the checkpoint holds a '{saved.get('name')}' model, the config asks for "
+                              f"'{config.model['name']}'")
+    if state.get("num_classes") != model.num_classes or state.get("num_exits") != model.num_exits:
+        raise CheckpointError(
+            f"the checkpoint's model has {state.get('num_exits')} exits and {state.get('num_classes')} classes; "
+            f"this model has {model.num_exits} exits and {model.num_classes} classes"
+        )
+    own = model.state_dict()
+    mismatched = [k for k, v in state["model"].items() if k not in own or own[k].shape != v.shape]
+    missing = [k for k in own if k not in state["model"]]
+    if mismatched or missing:
+        raise CheckpointError(
+            "the checkpoint does not fit this architecture (e.g. " + ", ".join((mismatched + missing)[:3]) + "); "
+            "use the config it was trained with"
+        )
+
+
+def train(config: Config, run_dir: Optional[str | Path] = None, resume: bool = False,
+          log: Callable[[str], None] = print) -> dict:
+    return Trainer(config, run_dir, resume, log).fit()
+
+
+def _progress(iterable, enabled: bool, desc: str):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True, disable=None)
+
+
+def _epoch_line(record: dict) -> str:
+    line = f"epoch {record['epoch']:>3}  loss {record['train']['loss']:.4f}  lr {record['lr']:.4g}"
+    if "val" in record:
+        accs = " / ".join(f"{a:.2f}" for a in record["val"]["exit_acc"])
+        line += f"  val acc {accs}  ens {record['val']['ensemble_acc']:.2f}"
+    return line + f"  ({record['time']:.0f}s)"
+
+
+def _yaml(config: Config) -> str:
+    from ..config import config_to_yaml
+
+    return config_to_yaml(config)

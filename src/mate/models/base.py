@@ -1,0 +1,172 @@
+"""The multi-exit network: backbone stages, one exit after each stage, one forward path.
+
+A network is ``stem -> stage_1 -> ... -> stage_K``. Exit k reads stage k's output. Exits
+k < K are BYOT-style bottlenecks that resize the feature map to the last stage's shape; the
+last exit is the backbone's own head (pool + Linear). Every exit returns its pooled feature
+``h_k`` (what MATE's weight network reads) and its logits ``z_k``.
+
+Callers that run a batch stage by stage (the early-exit predictor) use ``stem``, ``stages``
+and ``exits`` directly; ``forward`` is the same loop run to the end.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+
+
+@dataclass
+class MultiExitOutput:
+    """Everything a training objective may need from one forward pass."""
+
+    exit_logits: List[Tensor]  # K tensors, B x C
+    exit_features: List[Tensor]  # K tensors, B x d (pooled, same d for every exit)
+
+    @property
+    def num_exits(self) -> int:
+        return len(self.exit_logits)
+
+    def stacked_logits(self) -> Tensor:
+        return torch.stack(self.exit_logits, dim=1)  # B x K x C
+
+    def stacked_features(self) -> Tensor:
+        return torch.stack(self.exit_features, dim=1)  # B x K x d
+
+
+def _resize_conv_geometry(in_size: int, out_size: int) -> tuple[int, int]:
+    """Kernel/stride and padding of the s x s, stride s conv that maps in_size to out_size.
+
+    method.md's rule is s = in_size / out_size (8, 4, 2 on CIFAR). When the ratio is not an
+    integer (28-pixel Fashion-MNIST gives 28, 14, 7 -> 4) we take s = ceil(ratio) and pad
+    symmetrically so that floor((in + 2p - s) / s) + 1 == out.
+    """
+    s = max(1, math.ceil(in_size / out_size))
+    p = math.ceil(max(0, out_size * s - in_size) / 2)
+    if (in_size + 2 * p - s) // s + 1 != out_size:
+        raise ConfigError(
+            f"cannot resize a {in_size}-pixel feature map to {out_size} pixels with a strided conv"
+        )
+    return s, p
+
+
+def conv_bn_relu(cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class ResizeExit(nn.Module):
+    """BYOT exit: 1x1 conv to d/4, s x s conv stride s to d/4, 1x1 conv to d; pool; Linear."""
+
+    def __init__(self, in_channels: int, in_size: int, out_channels: int, out_size: int, num_classes: int):
+        super().__init__()
+        mid = max(1, out_channels // 4)
+        s, p = _resize_conv_geometry(in_size, out_size)
+        self.resize = nn.Sequential(
+            conv_bn_relu(in_channels, mid, 1),
+            conv_bn_relu(mid, mid, s, stride=s, padding=p),
+            conv_bn_relu(mid, out_channels, 1),
+        )
+        self.fc = nn.Linear(out_channels, num_classes)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        feature = torch.flatten(nn.functional.adaptive_avg_pool2d(self.resize(x), 1), 1)
+        return feature, self.fc(feature)
+
+
+class HeadExit(nn.Module):
+    """The backbone's own classifier: global average pool and Linear."""
+
+    def __init__(self, in_channels: int, num_classes: int):
+        super().__init__()
+        self.fc = nn.Linear(in_channels, num_classes)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        feature = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+        return feature, self.fc(feature)
+
+
+class MultiExitNetwork(nn.Module):
+    """A backbone cut into stages, with one exit after each selected stage.
+
+    ``exit_stages`` picks which stages carry an exit (default: all); the last stage always
+    does. Shapes of every stage are found once by a dry run at ``input_size``.
+    """
+
+    def __init__(
+        self,
+        stem: nn.Module,
+        stages: Sequence[nn.Module],
+        num_classes: int,
+        in_channels: int,
+        input_size: int,
+        exit_stages: Optional[Sequence[int]] = None,
+    ):
+        super().__init__()
+        self.stem = stem
+        num_stages = len(stages)
+        if exit_stages is None:
+            exit_stages = list(range(1, num_stages + 1))
+        exit_stages = sorted(set(int(s) for s in exit_stages))
+        if not exit_stages or exit_stages[0] < 1 or exit_stages[-1] > num_stages:
+            raise ConfigError(
+                f"exit_stages must be stage numbers in 1..{num_stages}, got {list(exit_stages)}"
+            )
+        if exit_stages[-1] != num_stages:
+            exit_stages.append(num_stages)
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.input_size = input_size
+        self.exit_stages = exit_stages
+
+        # Group consecutive stages so that block k ends where exit k reads.
+        blocks, start = [], 0
+        for end in exit_stages:
+            group = list(stages[start:end])
+            blocks.append(group[0] if len(group) == 1 else nn.Sequential(*group))
+            start = end
+        self.stages = nn.ModuleList(blocks)
+
+        shapes = self._dry_run_shapes(in_channels, input_size)
+        out_c, out_h = shapes[-1][0], shapes[-1][1]
+        self.feature_dim = out_c
+        exits: list[nn.Module] = [
+            ResizeExit(c, h, out_c, out_h, num_classes) for c, h, _ in shapes[:-1]
+        ]
+        exits.append(HeadExit(out_c, num_classes))
+        self.exits = nn.ModuleList(exits)
+        self.stage_shapes = [tuple(s) for s in shapes]
+
+    @torch.no_grad()
+    def _dry_run_shapes(self, in_channels: int, input_size: int) -> list[tuple[int, int, int]]:
+        was_training = self.training
+        self.eval()
+        x = torch.zeros(1, in_channels, input_size, input_size)
+        shapes = []
+        x = self.stem(x)
+        for block in self.stages:
+            x = block(x)
+            shapes.append((x.shape[1], x.shape[2], x.shape[3]))
+        self.train(was_training)
+        return shapes
+
+    @property
+    def num_exits(self) -> int:
+        return len(self.exits)
+
+    def forward(self, x: Tensor) -> MultiExitOutput:
+        logits, features = [], []
+        x = self.stem(x)
+        for block, exit_ in zip(self.stages, self.exits):
+            x = block(x)
+            feature, z = exit_(x)
+            features.append(feature)
+            logits.append(z)
+        return MultiExitOutput(exit_logits=logits, exit_features=features)

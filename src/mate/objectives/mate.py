@@ -1,0 +1,158 @@
+"""MATE: multi-exit self-distillation with appropriate teachers (Sun et al., FITEE 2024).
+
+One ensemble teacher per exit. Teacher m's logits are t_m = sum_j A[m, j] z_j, where the
+weights A come from a self-attention weight network over the exits' pooled features. Exit k
+learns the labels, mainly its own teacher (share ``primary_share``) and a little every other
+teacher; the teachers learn their weights from the students' outputs (two-way learning).
+
+    L = sum_k CE(z_k, y)
+      + lambda(e) sum_k sum_m w[k, m] KL_T(sg(t_m) || z_k)            students
+      + lambda(e) sum_m sum_k w[k, m] KL_T(t_m || sg(z_k))            teachers
+      + teacher_ce_weight sum_m CE(t_m, y)
+
+Reconstructed choices (see docs/method.md) are options of this class. The weight network is
+part of this module, so the optimizer and checkpoints see it; inference never calls it.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from ..models.base import MultiExitOutput
+from .functional import exits_cross_entropy, kd_rampup, pairwise_kl_t
+from .registry import register_objective
+
+
+class WeightNetwork(nn.Module):
+    """OKDDip-style attention: A = softmax(Q K^T / s) with Q = H Wq^T, K = H Wk^T.
+
+    Row m is computed from exit m's query, so teacher m is exit m's primary teacher.
+    Wq and Wk are shared by all exits.
+    """
+
+    def __init__(self, feature_dim: int, proj_dim: int, scale: float):
+        super().__init__()
+        self.query = nn.Linear(feature_dim, proj_dim, bias=False)
+        self.key = nn.Linear(feature_dim, proj_dim, bias=False)
+        self.scale = scale
+
+    def forward(self, features: Tensor) -> Tensor:  # B x K x d -> B x K x K
+        q, k = self.query(features), self.key(features)
+        return torch.softmax(q @ k.transpose(1, 2) / self.scale, dim=-1)
+
+
+def primary_share_matrix(num_exits: int, primary_share: float) -> Tensor:
+    """w[k, m]: how much student k learns from teacher m. gamma on the diagonal."""
+    off = (1.0 - primary_share) / (num_exits - 1)
+    w = torch.full((num_exits, num_exits), off)
+    w.fill_diagonal_(primary_share)
+    return w
+
+
+@register_objective("mate")
+class MATEObjective(nn.Module):
+    """MATE. Options:
+
+    temperature: KD temperature T.
+    kd_weight: lambda_max, the weight of both KD terms after the ramp-up.
+    rampup_epochs: R of lambda(e) = kd_weight * exp(-5 (1 - min(e, R)/R)^2); 0 for none.
+    primary_share: gamma, the share of exit k's KD that comes from its own teacher.
+    teacher_ce_weight: mu, the weight of the teachers' own CE (keeps them accurate).
+    detach_policy: "d2" (only the weight network learns from the teacher loss) or "d1"
+        (nothing detached: the teacher loss also reaches the exits through the teachers).
+    attention_scale: "one" (OKDDip) or "sqrt" (sqrt of the projection size).
+    proj_dim: size of the query/key projections; default feature_dim // 8.
+    teacher: "attention" (the weight network) or "uniform" (every weight 1/K: a control).
+    """
+
+    def __init__(
+        self,
+        num_exits: int,
+        feature_dim: int,
+        num_classes: int = 0,
+        temperature: float = 3.0,
+        kd_weight: float = 1.0,
+        rampup_epochs: float = 0.0,
+        primary_share: float = 0.7,
+        teacher_ce_weight: float = 1.0,
+        detach_policy: str = "d2",
+        attention_scale: str = "one",
+        proj_dim: Optional[int] = None,
+        teacher: str = "attention",
+    ):
+        super().__init__()
+        if num_exits < 2:
+            raise ConfigError("objective 'mate' needs a model with at least 2 exits")
+        if not 0.0 <= primary_share <= 1.0:
+            raise ConfigError(f"objective.primary_share must be in [0, 1], got {primary_share}")
+        if detach_policy not in ("d1", "d2"):
+            raise ConfigError(f"objective.detach_policy must be 'd1' or 'd2', got {detach_policy!r}")
+        if attention_scale not in ("one", "sqrt"):
+            raise ConfigError(f"objective.attention_scale must be 'one' or 'sqrt', got {attention_scale!r}")
+        if teacher not in ("attention", "uniform"):
+            raise ConfigError(f"objective.teacher must be 'attention' or 'uniform', got {teacher!r}")
+        if temperature <= 0:
+            raise ConfigError(f"objective.temperature must be positive, got {temperature}")
+        self.num_exits = num_exits
+        self.temperature = float(temperature)
+        self.kd_weight = float(kd_weight)
+        self.rampup_epochs = float(rampup_epochs)
+        self.primary_share = float(primary_share)
+        self.teacher_ce_weight = float(teacher_ce_weight)
+        self.detach_policy = detach_policy
+        self.teacher = teacher
+        proj = proj_dim or max(1, feature_dim // 8)
+        scale = math.sqrt(proj) if attention_scale == "sqrt" else 1.0
+        self.weight_net = WeightNetwork(feature_dim, proj, scale) if teacher == "attention" else None
+        self.register_buffer("share", primary_share_matrix(num_exits, primary_share), persistent=False)
+
+    def teacher_weights(self, features: Tensor) -> Tensor:
+        """A (B x K x K) from the stacked exit features."""
+        if self.weight_net is None:
+            b, k, _ = features.shape
+            return features.new_full((b, k, k), 1.0 / k)
+        return self.weight_net(features)
+
+    def teachers(self, outputs: MultiExitOutput) -> tuple[Tensor, Tensor]:
+        """Teacher logits T = A Z (B x K x C) and A, detached as the policy says.
+
+        Under D2 the weight network reads detached features and mixes detached logits, so
+        the teacher loss trains Wq, Wk alone. Under D1 nothing is detached here.
+        """
+        z, h = outputs.stacked_logits(), outputs.stacked_features()
+        if self.detach_policy == "d2":
+            z, h = z.detach(), h.detach()
+        attention = self.teacher_weights(h)
+        return attention @ z, attention
+
+    def student_loss(self, teacher_logits: Tensor, exit_logits: Tensor, lam: float) -> tuple[Tensor, Tensor]:
+        """lambda sum_k sum_m w[k, m] KL_T(sg(t_m) || z_k), and the KL matrix [m, k]."""
+        kl = pairwise_kl_t(teacher_logits.detach(), exit_logits, self.temperature)
+        return lam * (self.share.t() * kl).sum(), kl
+
+    def teacher_loss(self, teacher_logits: Tensor, exit_logits: Tensor, targets: Tensor,
+                     lam: float) -> tuple[Tensor, Tensor]:
+        """lambda sum_m sum_k w[k, m] KL_T(t_m || sg(z_k)) + mu sum_m CE(t_m, y), and the CEs."""
+        kl = pairwise_kl_t(teacher_logits, exit_logits.detach(), self.temperature)
+        ce = torch.stack([F.cross_entropy(teacher_logits[:, m], targets) for m in range(self.num_exits)])
+        return lam * (self.share.t() * kl).sum() + self.teacher_ce_weight * ce.sum(), ce
+
+    def forward(self, outputs: MultiExitOutput, targets: Tensor, epoch: float = 0.0):
+        z = outputs.stacked_logits()
+        teacher_logits, attention = self.teachers(outputs)
+        lam = self.kd_weight * kd_rampup(epoch, self.rampup_epochs)
+        ce = exits_cross_entropy(outputs.exit_logits, targets)
+        kd, kl = self.student_loss(teacher_logits, z, lam)
+        t_loss, teacher_ce = self.teacher_loss(teacher_logits, z, targets, lam)
+        loss = ce.sum() + kd
+        # A uniform teacher under D2 has no parameter to learn: its loss is a constant, skipped.
+        if teacher_logits.requires_grad:
+            loss = loss + t_loss
+        logs = {"ce": ce.detach(), "teacher_ce": teacher_ce.detach(), "teacher_student_kl": kl.detach(),
+                "attention": attention.detach().mean(0), "kd_lambda": torch.tensor(lam)}
+        return loss, logs

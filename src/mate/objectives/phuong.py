@@ -1,0 +1,38 @@
+"""Distillation-based training of multi-exit networks (Phuong & Lampert, ICCV 2019).
+
+    L = (1 - c) sum_k CE(z_k, y) + c sum_{k<K} KL_T(sg z_K || z_k)
+
+T starts at ``initial_temperature`` and is multiplied by ``temperature_growth`` after every
+batch in which the batch mean of max softmax(z_K / T) exceeds ``confidence_target``, so the
+teacher's soft labels stay soft. T is a buffer: it is saved in checkpoints and resumes exactly.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..models.base import MultiExitOutput
+from .functional import exits_cross_entropy, kl_t
+from .registry import register_objective
+
+
+@register_objective("phuong")
+class PhuongLampertObjective(nn.Module):
+    def __init__(self, num_exits: int, feature_dim: int = 0, num_classes: int = 0, kd_weight: float = 0.5,
+                 initial_temperature: float = 1.0, temperature_growth: float = 1.05,
+                 confidence_target: float = 0.5):
+        super().__init__()
+        self.kd_weight, self.growth, self.confidence_target = kd_weight, temperature_growth, confidence_target
+        self.register_buffer("temperature", torch.tensor(float(initial_temperature)))
+
+    def forward(self, outputs: MultiExitOutput, targets: Tensor, epoch: float = 0.0):
+        ce = exits_cross_entropy(outputs.exit_logits, targets)
+        t = float(self.temperature)
+        z_last = outputs.exit_logits[-1].detach()
+        kd = sum(kl_t(z_last, z, t) for z in outputs.exit_logits[:-1])
+        loss = (1 - self.kd_weight) * ce.sum() + self.kd_weight * kd
+        if self.training:
+            confidence = torch.softmax(z_last / t, dim=-1).max(-1).values.mean()
+            if confidence > self.confidence_target:
+                self.temperature.mul_(self.growth)
+        return loss, {"ce": ce.detach(), "kd": kd.detach(), "temperature": torch.tensor(t)}

@@ -1,0 +1,59 @@
+"""A tiny name -> factory registry shared by models, objectives and datasets."""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Dict, Generic, TypeVar
+
+from .errors import ConfigError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Registry(Generic[F]):
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: Dict[str, F] = {}
+
+    def register(self, name: str) -> Callable[[F], F]:
+        def decorator(factory: F) -> F:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} '{name}' is registered twice")
+            self._entries[name] = factory
+            return factory
+
+        return decorator
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    def get(self, name: str) -> F:
+        if name not in self._entries:
+            raise ConfigError(
+                f"unknown {self.kind} '{name}'; choose one of: {', '.join(self.names())}"
+            )
+        return self._entries[name]
+
+    def options(self, name: str) -> Dict[str, inspect.Parameter]:
+        """Keyword options a factory accepts (used to validate config sections)."""
+        factory = self.get(name)
+        target = factory.__init__ if inspect.isclass(factory) else factory
+        params = inspect.signature(target).parameters
+        return {
+            k: p
+            for k, p in params.items()
+            if k != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        }
+
+    def create(self, name: str, **kwargs: Any) -> Any:
+        factory = self.get(name)
+        allowed = self.options(name)
+        unknown = sorted(set(kwargs) - set(allowed))
+        if unknown:
+            raise ConfigError(
+                f"{self.kind} '{name}' has no option {', '.join(repr(u) for u in unknown)}; "
+                f"its options are: {', '.join(sorted(allowed))}"
+            )
+        return factory(**kwargs)

@@ -1,0 +1,56 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mate.cli import main
+
+ROOT = Path(__file__).parents[1]
+
+
+def run_cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "mate", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_help_lists_the_commands():
+    out = run_cli("--help")
+    assert out.returncode == 0
+    for word in ("train", "eval", "list", "section.key=value"):
+        assert word in out.stdout
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    text = capsys.readouterr().out
+    assert "resnet18" in text and "mate" in text and "fashion_mnist" in text
+
+
+def test_config_error_is_one_line_without_traceback():
+    out = run_cli("train", "optim.learning_rate=0.1")
+    assert out.returncode == 2
+    assert out.stderr.strip() == ("mate: error: unknown config key 'optim.learning_rate'; valid keys: epochs, lr, "
+                                  "momentum, nesterov, weight_decay, schedule, milestones, lr_decay, warmup_epochs")
+    assert "Traceback" not in out.stderr
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "nope.pt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_train_then_eval_from_the_command_line(tmp_path, fmnist_available):
+    common = ["data.val_size=500", "data.train_subset=1024", "data.test_subset=500", "model.width=8",
+              "optim.epochs=1", "run.progress=false", f"run.out_dir={tmp_path}", "run.name=cli"]
+    out = run_cli("train", *common, "objective.name=ce")
+    assert out.returncode == 0, out.stderr
+    assert "| exit |" in out.stdout and "| ensemble |" in out.stdout and "test acc" in out.stdout
+    ev = run_cli("eval", str(tmp_path / "cli" / "best.pt"), "--split", "both")
+    assert ev.returncode == 0, ev.stderr
+    table = [line for line in ev.stdout.splitlines() if line.startswith("| 4 |")]
+    assert len(table) == 1
+    # eval reproduces the test accuracy that training reported
+    final = [line for line in out.stdout.splitlines() if line.startswith("| 4 |")][0]
+    assert final.split("|")[3].strip() == table[0].split("|")[3].strip()
+    again = run_cli("train", *common, "objective.name=ce")
+    assert again.returncode == 2 and "already holds a checkpoint" in again.stderr
