@@ -24,6 +24,8 @@ examples:
   mate train objective.name=ce optim.epochs=4          deep-supervision baseline, 4 epochs
   mate train --resume runs/fashion_mnist-resnet18-mate-s0
   mate eval runs/fashion_mnist-resnet18-mate-s0/best.pt
+  mate compare --config fashion_mnist_bench --methods ce,byot,mate --seeds 3 --out runs/cmp
+  mate report runs/fashion_mnist-resnet18-mate-s0      curves and learning-gap plots
   mate list                                           registered models, objectives, datasets
 """
 
@@ -90,6 +92,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .experiments import compare
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    summary = compare(args.config, methods, args.seeds, args.out, args.overrides, args.variants, args.runs)
+    from .experiments.compare import markdown_table
+
+    print(markdown_table(summary))
+    print(f"\nwritten: {args.out}/table.md, summary.csv, runs.csv, per_exit_accuracy.png"
+          + (", improvement_over_ce.png" if "ce" in summary and len(summary) > 1 else ""))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .experiments import render_report
+
+    print(f"written: {render_report(args.run_dir)}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from . import list_datasets, list_models, list_objectives
 
@@ -119,6 +141,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. data.root=DIR run.device=cpu")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("compare", help="train methods x seeds under one harness; table, CSV and plots",
+                       description="Run every method with every seed from one base config (resumable: re-run "
+                                   "the same command to continue), then write OUT/table.md, summary.csv, "
+                                   "runs.csv and PNG plots. Methods are objective names or variants from "
+                                   "configs/methods.yaml (e.g. okddip, mate_g0.9, mate_uniform).")
+    p.add_argument("--config", help="base YAML config (file or shipped name)")
+    p.add_argument("--methods", required=True, help="comma-separated, e.g. ce,byot,phuong,eed,beed,mate")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    p.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
+    p.add_argument("--variants", help="extra YAML of named objective sections")
+    p.add_argument("--runs", help="folder of the training runs (default OUT/runs); share it between "
+                                  "comparisons so that each run is trained once")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the base config")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("report", help="render a run as Markdown with curves and learning-gap plots")
+    p.add_argument("run_dir", help="a run folder written by mate train")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("list", help="registered models, objectives and datasets")
     p.set_defaults(func=cmd_list)

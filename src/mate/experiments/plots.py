@@ -1,0 +1,48 @@
+"""Matplotlib figures for comparisons and run reports (Agg backend: files, no screen)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_exit_accuracy(summary: dict, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, row in summary.items():
+        xs = range(1, len(row["exit_acc"]) + 1)
+        means = [m for m, _ in row["exit_acc"]]
+        stds = [s for _, s in row["exit_acc"]]
+        ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=name)
+    ax.set_xlabel("exit")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_xticks(list(range(1, len(next(iter(summary.values()))["exit_acc"]) + 1)))
+    ax.set_title("Per-exit test accuracy (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_improvement(summary: dict, baseline: str, path: Path) -> None:
+    base = [m for m, _ in summary[baseline]["exit_acc"]]
+    others = [n for n in summary if n != baseline]
+    k = len(base)
+    width = 0.8 / max(1, len(others))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for j, name in enumerate(others):
+        diff = [m - b for (m, _), b in zip(summary[name]["exit_acc"], base)]
+        ax.bar([i + 1 + (j - (len(others) - 1) / 2) * width for i in range(k)], diff, width, label=name)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xlabel("exit")
+    ax.set_ylabel(f"accuracy − {baseline} (points)")
+    ax.set_xticks(list(range(1, k + 1)))
+    ax.set_title(f"Improvement over {baseline} per exit (mean over seeds)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,125 @@
+"""``mate report RUN_DIR``: one run as a Markdown page with figures.
+
+Curves per exit (training CE, validation accuracy) and, for MATE, the learning-gap diagnostics:
+the batch-mean attention matrix at a few epochs (row m: teacher m's weights over the exits) and
+the KL between each exit and its primary teacher against the other teachers, over epochs.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ..engine.evaluate import format_exit_table  # noqa: E402
+from ..engine.logger import read_metrics  # noqa: E402
+from ..errors import MateError  # noqa: E402
+
+
+def _curves(records: list[dict], path: Path) -> None:
+    epochs = [r["epoch"] for r in records]
+    k = len(records[0]["train"]["ce"]) if isinstance(records[0]["train"].get("ce"), list) else 0
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for i in range(k):
+        axes[0].plot(epochs, [r["train"]["ce"][i] for r in records], marker=".", label=f"exit {i + 1}")
+    axes[0].plot(epochs, [r["train"]["loss"] for r in records], "k--", label="total loss")
+    axes[0].set_title("training loss (cross-entropy per exit)")
+    axes[0].set_yscale("log")
+    if "val" in records[0]:
+        for i in range(len(records[0]["val"]["exit_acc"])):
+            axes[1].plot(epochs, [r["val"]["exit_acc"][i] for r in records], marker=".", label=f"exit {i + 1}")
+        axes[1].plot(epochs, [r["val"]["ensemble_acc"] for r in records], "k--", label="ensemble")
+    axes[1].set_title("validation accuracy (%)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _attention(records: list[dict], path: Path) -> list[int]:
+    picks = sorted({0, len(records) // 2, len(records) - 1})
+    fig, axes = plt.subplots(1, len(picks), figsize=(3.6 * len(picks), 3.4), squeeze=False)
+    for ax, idx in zip(axes[0], picks):
+        a = records[idx]["train"]["attention"]
+        k = len(a)
+        im = ax.imshow(a, vmin=0, vmax=1, cmap="viridis")
+        for m in range(k):
+            for j in range(k):
+                ax.text(j, m, f"{a[m][j]:.2f}", ha="center", va="center", fontsize=8,
+                        color="white" if a[m][j] < 0.6 else "black")
+        ax.set_xticks(range(k), [f"z{j + 1}" for j in range(k)])
+        ax.set_yticks(range(k), [f"t{m + 1}" for m in range(k)])
+        ax.set_title(f"epoch {records[idx]['epoch']}")
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="attention weight")
+    fig.suptitle("teacher weights A (row m = teacher m over exits' logits)")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return [records[i]["epoch"] for i in picks]
+
+
+def _kl(records: list[dict], path: Path) -> None:
+    epochs = [r["epoch"] for r in records]
+    k = len(records[0]["train"]["teacher_student_kl"])
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for s in range(k):
+        color = f"C{s}"
+        primary = [r["train"]["teacher_student_kl"][s][s] for r in records]
+        others = [sum(r["train"]["teacher_student_kl"][m][s] for m in range(k) if m != s) / (k - 1) for r in records]
+        ax.plot(epochs, primary, color=color, marker=".", label=f"exit {s + 1}: own teacher")
+        ax.plot(epochs, others, color=color, ls="--", label=f"exit {s + 1}: other teachers (mean)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("KL_T(teacher || student), T² batchmean")
+    ax.set_yscale("log")
+    ax.set_title("learning gap: each exit against its teachers")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def render_report(run_dir: str | Path) -> Path:
+    run_dir = Path(run_dir)
+    records = read_metrics(run_dir)
+    if not records:
+        raise MateError(f"{run_dir} has no metrics.jsonl: is it a run folder written by `mate train`?")
+    out = run_dir / "report"
+    out.mkdir(exist_ok=True)
+    lines = [f"# Run report: {run_dir.name}", ""]
+    cfg_path = run_dir / "config.yaml"
+    if cfg_path.exists():
+        lines += ["```yaml", cfg_path.read_text().strip(), "```", ""]
+    results_path = run_dir / "results.json"
+    if results_path.exists():
+        results = json.loads(results_path.read_text())
+        rows = {k: results[k] for k in ("val", "test") if k in results}
+        lines += [f"Best epoch {results['best_epoch']} (selected on validation, '{results['select']}' accuracy); "
+                  f"training time {results['train_time_s']:.0f} s.", "", format_exit_table(rows), ""]
+    _curves(records, out / "curves.png")
+    lines += ["## Training curves", "", "![curves](curves.png)", ""]
+    if "attention" in records[0]["train"]:
+        shown = _attention(records, out / "attention.png")
+        _kl(records, out / "teacher_student_kl.png")
+        last = records[-1]["train"]
+        k = len(last["attention"])
+        diag = [last["attention"][m][m] for m in range(k)]
+        primary_kl = [last["teacher_student_kl"][m][m] for m in range(k)]
+        lines += [
+            "## Learning-gap diagnostics", "",
+            f"Attention matrix A (batch mean over the epoch) at epochs {', '.join(map(str, shown))}. Row m holds "
+            "the weights teacher m gives to the exits' logits; a row concentrated on its own diagonal means "
+            "the teacher has collapsed onto its student (no gap).", "", "![attention](attention.png)", "",
+            "KL between each exit and its own (primary) teacher (solid) and the other teachers (dashed).", "",
+            "![kl](teacher_student_kl.png)", "",
+            f"Last epoch: diagonal weights A[m, m] = {', '.join(f'{d:.2f}' for d in diag)}; primary KL = "
+            f"{', '.join(f'{v:.3f}' for v in primary_kl)}.", "",
+        ]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path

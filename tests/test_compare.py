@@ -1,0 +1,70 @@
+"""`mate compare` and `mate report` on a tiny real subset (smoke size)."""
+import csv
+import json
+
+import pytest
+
+from mate.cli import main
+from mate.config import load_config
+from mate.errors import ConfigError
+from mate.experiments import load_method_specs, render_report
+from mate.experiments.compare import run_config
+
+TINY = ["data.val_size=500", "data.train_subset=1024", "data.test_subset=500", "model.width=4",
+        "optim.epochs=2", "data.batch_size=128", "run.progress=false", "run.tensorboard=false"]
+
+
+def test_compare_smoke_writes_table_csv_plots_and_resumes(tmp_path, fmnist_available, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "--config", "fashion_mnist_bench", "--methods", "ce,mate", "--seeds", "1",
+            "--out", str(out), *TINY]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "| ce |" in text and "| mate |" in text
+    for name in ("table.md", "summary.csv", "runs.csv", "per_exit_accuracy.png", "improvement_over_ce.png"):
+        assert (out / name).stat().st_size > 0, name
+    rows = list(csv.DictReader(open(out / "runs.csv")))
+    assert [r["method"] for r in rows] == ["ce", "mate"]
+    # table numbers are the runs' test accuracies (1 seed: mean = the run, std = 0)
+    res = json.loads((out / "runs" / "mate-s0" / "results.json").read_text())
+    summary = list(csv.DictReader(open(out / "summary.csv")))
+    assert float(summary[1]["exit1_mean"]) == pytest.approx(res["test"]["exit_acc"][0], abs=1e-3)
+    assert float(summary[1]["exit1_std"]) == 0.0
+    # the second invocation trains nothing: every run is finished
+    mtimes = {p: p.stat().st_mtime for p in (out / "runs").glob("*/best.pt")}
+    assert main(args) == 0
+    assert "done already" in capsys.readouterr().out
+    assert mtimes == {p: p.stat().st_mtime for p in (out / "runs").glob("*/best.pt")}
+
+    report = render_report(out / "runs" / "mate-s0")
+    page = report.read_text()
+    assert "Learning-gap diagnostics" in page and "| 4 |" in page
+    for png in ("curves.png", "attention.png", "teacher_student_kl.png"):
+        assert (report.parent / png).stat().st_size > 0
+
+
+def test_method_specs_and_variants(tmp_path):
+    specs = {s.name: s.objective for s in load_method_specs(["ce", "okddip", "mate_uniform"])}
+    assert specs == {"ce": {"name": "ce"}, "okddip": {"name": "mate", "primary_share": 1.0},
+                     "mate_uniform": {"name": "mate", "teacher": "uniform"}}
+    with pytest.raises(ConfigError, match="unknown method 'nope'"):
+        load_method_specs(["nope"])
+    extra = tmp_path / "v.yaml"
+    extra.write_text("hot: {name: mate, temperature: 6}\n")
+    assert load_method_specs(["hot"], extra)[0].objective == {"name": "mate", "temperature": 6}
+
+
+def test_variants_inherit_the_base_objective_options(tmp_path):
+    base = load_config("fashion_mnist_bench").to_dict()
+    spec = load_method_specs(["mate_g0.9"])[0]
+    cfg = run_config(base, spec, seed=2, runs_dir=tmp_path)
+    assert cfg.objective["primary_share"] == 0.9 and cfg.objective["rampup_epochs"] == 1.5
+    assert cfg.run.seed == 2 and cfg.run.name == "mate_g0.9-s2"
+    assert run_config(base, load_method_specs(["byot"])[0], 0, tmp_path).objective == {"name": "byot"}
+    # every run of a comparison shares the data split, model and schedule
+    assert cfg.data == run_config(base, spec, seed=0, runs_dir=tmp_path).data
+
+
+def test_report_of_a_missing_run_is_a_clear_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "has no metrics.jsonl" in capsys.readouterr().err
