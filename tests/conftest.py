@@ -1,10 +1,14 @@
 import os
 from pathlib import Path
 
-import pytest
-import torch
+# One intra-op thread per test process (and the subprocesses tests start): tiny models gain little
+# from more, and several processes spinning on shared cores slow each other down badly.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
