@@ -12,7 +12,8 @@ def test_every_model_exits_have_the_right_shapes(name, in_channels, size):
     torch.manual_seed(0)
     model = mate.create_model(name, num_classes=7, in_channels=in_channels, width=8, input_size=size)
     out = model(torch.randn(2, in_channels, size, size))
-    assert out.num_exits == model.num_exits == 4
+    # one exit per stage: wide ResNets have three groups, the other backbones four stages
+    assert out.num_exits == model.num_exits == (3 if name in ("wide_resnet", "wrn16_4", "wrn28_10") else 4)
     last_c, last_h, last_w = model.stage_shapes[-1]
     assert model.feature_dim == last_c
     for k, (z, h) in enumerate(zip(out.exit_logits, out.exit_features)):
@@ -22,8 +23,8 @@ def test_every_model_exits_have_the_right_shapes(name, in_channels, size):
             # the exit's resize branch produces the last stage's exact feature-map shape
             stage_out = torch.randn(2, *model.stage_shapes[k])
             assert model.exits[k].resize(stage_out).shape[1:] == (last_c, last_h, last_w)
-    assert out.stacked_logits().shape == (2, 4, 7)
-    assert out.stacked_features().shape == (2, 4, model.feature_dim)
+    assert out.stacked_logits().shape == (2, model.num_exits, 7)
+    assert out.stacked_features().shape == (2, model.num_exits, model.feature_dim)
 
 
 def test_cifar_resnet18_stage_shapes_follow_method_md():

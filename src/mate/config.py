@@ -30,8 +30,16 @@ class DataConfig:
     test_subset: Optional[int] = None  # evaluate on the first N test images only
     batch_size: int = 128  # global batch size (split across processes under torchrun)
     eval_batch_size: int = 512
-    crop_padding: int = 4  # random crop with this zero padding; 0 disables
+    crop_padding: int = 4  # random crop with this zero padding; 0 disables (data held in memory)
     flip: bool = True  # random horizontal flip
+    # Datasets of image files (image_folder, tiny_imagenet, cub200, stanford_dogs, fgvc_aircraft):
+    image_size: Optional[int] = None  # side of the square input; None: the dataset's (TinyImageNet 64, else 224)
+    # true: decode once into memory, train with crop_padding/flip; false: stream from disk with
+    # random-resized crops; auto: in memory when image_size <= 64 and the images fit in 4 GiB
+    in_memory: Literal["auto", True, False] = "auto"
+    num_workers: int = 4  # decoding processes
+    crop_min_scale: float = 0.08  # streamed training: smallest area share of a random-resized crop
+    eval_crop: float = 0.875  # streamed evaluation: center crop of image_size / eval_crop (224 of 256)
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Multi-exit architectures. Importing this package registers every architecture."""
-from . import resnet  # noqa: F401  (registers the ResNets)
+from . import imagenet_resnet, mobilenetv2, resnet, vgg, wide_resnet  # noqa: F401  (registers the architectures)
 from .base import HeadExit, MultiExitNetwork, MultiExitOutput, ResizeExit
 from .registry import MODELS, create_model, list_models, register_model
 

@@ -1,0 +1,133 @@
+"""Datasets of image files: lists of paths and labels, decoded only when a loader reads them.
+
+``ImageFiles`` plays the part ``ArrayDataset`` plays for in-memory sets (``len``, ``labels``,
+``subset``), and ``FolderSplits`` the part of ``DatasetSplits``: its ``input_size`` is the side
+the images are cropped to, and ``val`` holds a dataset's own validation split where it has one.
+The generic ``image_folder`` dataset reads ``train/``, ``val/`` and optionally ``test/``, each with
+one sub-folder per class. The published layouts (TinyImageNet, CUB-200-2011, Stanford Dogs,
+FGVC-Aircraft) have their own modules built on the helpers here.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from ..errors import DataError
+from .base import DatasetSplits
+from .registry import register_dataset
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@dataclass
+class ImageFiles:
+    paths: list[str]
+    labels: Tensor  # int64, one per path
+
+    def __post_init__(self):
+        self.labels = torch.as_tensor(self.labels, dtype=torch.long)
+        if self.labels.shape != (len(self.paths),):
+            raise ValueError("labels must have one entry per image path")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def subset(self, indices: Tensor) -> "ImageFiles":
+        indices = torch.as_tensor(indices, dtype=torch.long)
+        return ImageFiles([self.paths[i] for i in indices.tolist()], self.labels[indices])
+
+
+@dataclass
+class FolderSplits(DatasetSplits):
+    """Splits of a dataset of image files. Images are decoded as RGB at ``image_size`` pixels."""
+
+    image_size: int = 224
+    val: Optional[ImageFiles] = None  # the dataset's own validation split (replaces the hold-out)
+
+    @property
+    def in_channels(self) -> int:
+        return 3
+
+    @property
+    def input_size(self) -> int:
+        return self.image_size
+
+
+def dataset_root(root: Optional[str], name: str, folder_name: str) -> Path:
+    """``root/folder_name`` when it exists, else ``root`` itself (default root: $MATE_DATA/name)."""
+    base = Path(root).expanduser() if root else Path(os.environ.get("MATE_DATA", Path.home() / ".cache" / "mate")) / name
+    return base / folder_name if (base / folder_name).is_dir() else base
+
+
+def require(path: Path, dataset: str, hint: str) -> Path:
+    """``path`` if it exists; otherwise a DataError that names it."""
+    if not path.exists():
+        kind = "folder" if not path.suffix else "file"
+        raise DataError(f"{dataset}: missing {kind} {path}. {hint}")
+    return path
+
+
+def read_rows(path: Path, dataset: str, hint: str, columns: int, maxsplit: int = -1) -> list[list[str]]:
+    """Whitespace-separated rows of a list file; every row must have at least ``columns`` fields."""
+    rows = []
+    with open(require(path, dataset, hint), encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            row = line.split(None, maxsplit) if maxsplit >= 0 else line.split()
+            if len(row) < columns:
+                raise DataError(f"{dataset}: line {number} of {path} has {len(row)} fields, expected {columns}")
+            rows.append(row)
+    return rows
+
+
+def scan_class_folders(folder: Path, dataset: str, hint: str,
+                       class_names: Optional[Sequence[str]] = None) -> tuple[ImageFiles, list[str]]:
+    """Image files of ``folder/<class>/...``; classes are the sorted sub-folders unless given."""
+    require(folder, dataset, hint)
+    found = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    if class_names is None:
+        class_names = found
+        if not class_names:
+            raise DataError(f"{dataset}: {folder} has no class sub-folders. {hint}")
+    index = {name: i for i, name in enumerate(class_names)}
+    paths, labels = [], []
+    for name in found:
+        if name not in index:
+            raise DataError(f"{dataset}: class folder {folder / name} is not one of the training classes")
+        files = sorted(p for p in (folder / name).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        paths += [str(p) for p in files]
+        labels += [index[name]] * len(files)
+    if not paths:
+        raise DataError(f"{dataset}: no image files under {folder}. {hint}")
+    return ImageFiles(paths, torch.tensor(labels)), list(class_names)
+
+
+@register_dataset("image_folder")
+def image_folder(root: Optional[str] = None, download: bool = False) -> FolderSplits:
+    """``root/train``, ``root/val`` and optionally ``root/test``, one sub-folder per class.
+
+    With a ``test/`` folder, ``val/`` is the validation split used for checkpoint selection.
+    Without one, ``val/`` is the test set (as published ImageNet-style results use it) and the
+    validation split is held out of ``train/`` (``data.val_size``).
+    """
+    hint = "data.root must be a folder with train/<class>/*.jpg and val/<class>/*.jpg (test/ optional)."
+    if not root:
+        raise DataError(f"image_folder needs data.root. {hint}")
+    base = Path(root).expanduser()
+    require(base, "image_folder", hint)
+    train, classes = scan_class_folders(base / "train", "image_folder", hint)
+    val, _ = scan_class_folders(base / "val", "image_folder", hint, classes)
+    if (base / "test").is_dir():
+        test, _ = scan_class_folders(base / "test", "image_folder", hint, classes)
+        official_val: Optional[ImageFiles] = val
+    else:
+        test, official_val = val, None
+    return FolderSplits("image_folder", train, test, len(classes), IMAGENET_MEAN, IMAGENET_STD, classes,
+                        str(base), val=official_val)

@@ -1,0 +1,162 @@
+"""A loader for datasets of image files that are decoded as they are read (DataLoader workers).
+
+It keeps DeviceLoader's contract: normalised float batches and labels on ``device``, an epoch
+fixed by (seed, epoch), ``len()`` batches, training mode dropping the last incomplete batch.
+Training draws a random-resized crop and a horizontal flip per image; evaluation resizes the
+shorter side to ``image_size / eval_crop`` and takes the center crop.
+
+Sharding is DeviceLoader's: rank r reads the r-th slice of every global batch, so the union over
+ranks of one step is the single-process batch. Each image's augmentation is seeded by its own
+number drawn from the epoch's generator, so a batch is the same with any number of workers or
+processes. Workers send uint8 images; conversion and normalisation happen on the device.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterator, Optional, Sequence
+
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from ..errors import DataError
+from .base import ArrayDataset
+from .image_folder import ImageFiles
+
+
+def train_transform(image_size: int, crop_min_scale: float, flip: bool) -> v2.Compose:
+    steps = [v2.RandomResizedCrop(image_size, scale=(crop_min_scale, 1.0), antialias=True)]
+    if flip:
+        steps.append(v2.RandomHorizontalFlip())
+    return v2.Compose(steps + [v2.PILToTensor()])
+
+
+def eval_transform(image_size: int, eval_crop: float) -> v2.Compose:
+    return v2.Compose([v2.Resize(round(image_size / eval_crop), antialias=True), v2.CenterCrop(image_size),
+                       v2.PILToTensor()])
+
+
+class DecodedImages(Dataset):
+    """Item ``(index, seed)``: image ``index`` decoded as RGB and transformed (seeded when ``seed``).
+
+    An unreadable file gives a blank image and the label ``-1 - index``, so the loader can name
+    the file in the main process instead of surfacing a worker's traceback.
+    """
+
+    def __init__(self, files: ImageFiles, transform, image_size: int):
+        self.paths, self.labels = files.paths, files.labels.tolist()
+        self.transform, self.image_size = transform, image_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, item: tuple[int, Optional[int]]) -> tuple[Tensor, int]:
+        index, seed = item
+        try:
+            with Image.open(self.paths[index]) as img:
+                img = img.convert("RGB")
+            if seed is None:
+                return self.transform(img), self.labels[index]
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return self.transform(img), self.labels[index]
+        except (OSError, ValueError, Image.DecompressionBombError):
+            return torch.zeros(3, self.image_size, self.image_size, dtype=torch.uint8), -1 - index
+
+
+def _check(paths: list[str], labels: Tensor) -> None:
+    bad = labels < 0
+    if bad.any():
+        path = paths[-1 - int(labels[bad][0])]
+        raise DataError(f"cannot read image {path}: the file is missing, truncated or not an image")
+
+
+def _loader(images: DecodedImages, batches: list, num_workers: int, pin_memory: bool) -> DataLoader:
+    return DataLoader(images, batch_sampler=batches, num_workers=num_workers, pin_memory=pin_memory)
+
+
+class StreamingLoader:
+    def __init__(
+        self,
+        files: ImageFiles,
+        batch_size: int,
+        device: torch.device | str,
+        mean: Sequence[float],
+        std: Sequence[float],
+        image_size: int,
+        train: bool = False,
+        flip: bool = False,
+        crop_min_scale: float = 0.08,
+        eval_crop: float = 0.875,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        num_workers: int = 4,
+    ):
+        if batch_size % world_size:
+            raise ValueError(f"batch size {batch_size} is not divisible by {world_size} processes")
+        self.files = files
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.train = train
+        self.seed = seed
+        self.rank, self.world_size = rank, world_size
+        self.num_workers = num_workers
+        self.image_size = image_size
+        transform = train_transform(image_size, crop_min_scale, flip) if train else eval_transform(image_size, eval_crop)
+        self.images = DecodedImages(files, transform, image_size)
+        shape = (1, -1, 1, 1)
+        self.mean = torch.tensor(mean, device=self.device).view(shape) * 255.0
+        self.std = torch.tensor(std, device=self.device).view(shape) * 255.0
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        n = len(self.files)
+        return n // self.batch_size if self.train else math.ceil(n / self.batch_size)
+
+    def global_batches(self) -> list[list[tuple[int, Optional[int]]]]:
+        """This epoch's global batches as (image index, augmentation seed) pairs."""
+        n, b = len(self.files), self.batch_size
+        if not self.train:
+            return [[(i, None) for i in range(start, min(start + b, n))] for start in range(0, n, b)]
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(n, generator=gen).tolist()
+        seeds = torch.randint(0, 2**62, (n,), generator=gen).tolist()
+        return [list(zip(order[i * b:(i + 1) * b], seeds[i * b:(i + 1) * b])) for i in range(len(self))]
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        shards = [g[self.rank * len(g) // self.world_size:(self.rank + 1) * len(g) // self.world_size]
+                  for g in self.global_batches()]
+        # Only a last, partial evaluation batch can leave a rank nothing; it still yields (empty).
+        empty_tail = 0
+        while shards and not shards[-1]:
+            shards.pop()
+            empty_tail += 1
+        loader = _loader(self.images, shards, self.num_workers, self.device.type == "cuda")
+        for x, y in loader:
+            _check(self.files.paths, y)
+            x = x.to(self.device, non_blocking=True)
+            yield (x.float() - self.mean) / self.std, y.to(self.device, non_blocking=True)
+        for _ in range(empty_tail):
+            yield (torch.empty(0, 3, self.image_size, self.image_size, device=self.device),
+                   torch.empty(0, dtype=torch.long, device=self.device))
+
+
+def decode_to_memory(files: ImageFiles, image_size: int, num_workers: int = 4, batch_size: int = 256) -> ArrayDataset:
+    """Every image decoded once, its shorter side resized to ``image_size`` and center-cropped."""
+    transform = v2.Compose([v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size), v2.PILToTensor()])
+    images = DecodedImages(files, transform, image_size)
+    n = len(files)
+    batches = [[(i, None) for i in range(s, min(s + batch_size, n))] for s in range(0, n, batch_size)]
+    out = torch.empty(n, 3, image_size, image_size, dtype=torch.uint8)
+    start = 0
+    for x, y in _loader(images, batches, num_workers, False):
+        _check(files.paths, y)
+        out[start:start + len(y)] = x
+        start += len(y)
+    return ArrayDataset(out, files.labels.clone())
