@@ -27,6 +27,9 @@ examples:
   mate compare --config fashion_mnist_bench --methods ce,byot,mate --seeds 3 --out runs/cmp
   mate report runs/fashion_mnist-resnet18-mate-s0      curves and learning-gap plots
   mate list                                           registered models, objectives, datasets
+  mate flops runs/fashion_mnist-resnet18-mate-s0/best.pt    FLOPs and parameters per exit
+  mate budget RUN_A/best.pt RUN_B/best.pt --out budget      accuracy vs average FLOPs, one plot
+  mate predict RUN/best.pt --budget 30 --split test         batched early exit at 30 MFLOPs/sample
 """
 
 
@@ -112,6 +115,54 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split_overrides(items: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Positional words: checkpoints, and section.key=value overrides."""
+    paths = [s for s in items if "=" not in s or Path(s).exists()]
+    return paths, [s for s in items if s not in paths]
+
+
+def cmd_flops(args: argparse.Namespace) -> int:
+    from .config import Config, apply_overrides, load_config
+    from .data import load_dataset
+    from .engine import load_checkpoint
+    from .engine.trainer import build_model
+    from .evaluation.flops import exit_costs, format_cost_table
+
+    source = Path(args.source)
+    if source.suffix == ".pt" or source.is_dir():
+        state = load_checkpoint(source)
+        config = Config.from_dict(apply_overrides(state["config"], args.overrides))
+    else:
+        config = load_config(args.source, args.overrides)
+    d = config.data
+    model = build_model(config, load_dataset(d.name, root=d.root, download=d.download))
+    costs = exit_costs(model)
+    if args.json:
+        print(json.dumps({"input_shape": list(costs.input_shape), "flops": costs.flops, "params": costs.params}))
+        return 0
+    shape = "x".join(map(str, costs.input_shape))
+    print(f"{config.model['name']} on {d.name} (one {shape} input). FLOPs = 2 x multiply-accumulates, counted by "
+          "torch.utils.flop_counter; F_k includes exits 1..k; training-only parts are not part of the model.")
+    print(format_cost_table(costs))
+    return 0
+
+
+def cmd_budget(args: argparse.Namespace) -> int:
+    from .evaluation.report import budget_report
+
+    paths, overrides = _split_overrides(args.checkpoints)
+    if not paths:
+        raise MateError("give at least one checkpoint")
+    print(budget_report(paths, overrides, args.score, Path(args.out)))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .inference.command import predict_command
+
+    return predict_command(args)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from . import list_datasets, list_models, list_objectives
 
@@ -160,6 +211,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="render a run as Markdown with curves and learning-gap plots")
     p.add_argument("run_dir", help="a run folder written by mate train")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("flops", help="FLOPs and parameters up to each exit",
+                       description="Cumulative FLOPs (2 x MACs) and parameters of every exit, for a config or checkpoint.")
+    p.add_argument("source", metavar="CONFIG_OR_CHECKPOINT", help="a .pt file or run folder, a YAML file, or a shipped config name")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. model.width=32")
+    p.set_defaults(func=cmd_flops)
+
+    p = sub.add_parser("budget", help="accuracy against average FLOPs under early exit (CSV and PNG)",
+                       description="Budgeted batch classification (MSDNet's protocol): thresholds calibrated on the "
+                                   "validation split, applied to test; one curve per checkpoint and score.")
+    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="one or more .pt files (KEY=VALUE overrides may follow)")
+    p.add_argument("--score", nargs="+", choices=["max_prob", "neg_entropy", "patience"], default=["max_prob"],
+                   help="exit score(s) (default: max_prob)")
+    p.add_argument("--out", default="budget", help="folder for budget.csv, anytime.csv and budget.png (default: ./budget)")
+    p.set_defaults(func=cmd_budget)
+
+    p = sub.add_parser("predict", help="batched early-exit prediction on a dataset split or a folder of images",
+                       description="Run the early-exit predictor; print accuracy and cost (split) or one line per image.")
+    p.add_argument("checkpoint", help="a .pt file written by mate train")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--budget", type=float, metavar="MFLOPS", help="average MFLOPs per sample; thresholds calibrated on the validation split")
+    how.add_argument("--threshold", metavar="T[,T...]", help="one threshold for every exit but the last, or one per exit")
+    p.add_argument("--score", choices=["max_prob", "neg_entropy", "patience"], default="max_prob")
+    p.add_argument("--split", choices=["test", "val"], default="test", help="dataset split to predict (default: test)")
+    p.add_argument("--images", metavar="DIR", help="predict the PNG/JPEG files of DIR instead of a split")
+    p.add_argument("--out", metavar="CSV", help="write one row per sample: prediction, exit, MFLOPs")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. data.root=DIR")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("list", help="registered models, objectives and datasets")
     p.set_defaults(func=cmd_list)

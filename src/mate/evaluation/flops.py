@@ -1,0 +1,80 @@
+"""Cost of every exit: FLOPs and parameters up to and including exit k.
+
+FLOPs are counted by PyTorch's own ``torch.utils.flop_counter.FlopCounterMode`` on one input
+of the dataset's shape; that counter reports FLOPs = 2 x multiply-accumulates of convolutions
+and matrix products (normalisation, activations and pooling count as zero). F_k is cumulative:
+the stem, blocks 1..k and exits 1..k, because an early-exit run evaluates every earlier exit on
+its way to exit k. Only the model is counted: training-only parts (MATE's weight network, the
+teachers) live in the objective and never run at inference.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List
+
+import torch
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..models import MultiExitNetwork
+
+
+def count_flops(module: nn.Module, *inputs: Tensor) -> int:
+    """FLOPs (2 x MACs) of one call of ``module`` on ``inputs``."""
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        module(*inputs)
+    return int(counter.get_total_flops())
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@dataclass
+class ExitCosts:
+    """Per-exit cost, each list K long. ``flops`` and ``params`` are cumulative (F_k, P_k)."""
+
+    flops: List[int]
+    params: List[int]
+    input_shape: tuple
+
+    @property
+    def num_exits(self) -> int:
+        return len(self.flops)
+
+    def relative(self) -> List[float]:
+        """F_k / F_K: the share of the full network's cost spent to reach exit k."""
+        return [f / self.flops[-1] for f in self.flops]
+
+    def as_tensor(self) -> Tensor:
+        return torch.tensor(self.flops, dtype=torch.float64)
+
+
+@torch.no_grad()
+def exit_costs(model: MultiExitNetwork) -> ExitCosts:
+    """F_k and P_k of every exit, measured on one input of the model's shape in eval mode."""
+    was_training = model.training
+    model.eval()
+    p = next(model.parameters())
+    x = torch.zeros(1, model.in_channels, model.input_size, model.input_size, device=p.device, dtype=p.dtype)
+    flops_total = count_flops(model.stem, x)
+    params_total = count_params(model.stem)
+    h = model.stem(x)
+    flops, params = [], []
+    for block, exit_ in zip(model.stages, model.exits):
+        flops_total += count_flops(block, h)
+        h = block(h)
+        flops_total += count_flops(exit_, h)
+        params_total += count_params(block) + count_params(exit_)
+        flops.append(flops_total)
+        params.append(params_total)
+    model.train(was_training)
+    return ExitCosts(flops, params, tuple(x.shape[1:]))
+
+
+def format_cost_table(costs: ExitCosts) -> str:
+    lines = ["| exit | MFLOPs (F_k, cumulative) | F_k / F_K | params (cumulative) |", "|---|---:|---:|---:|"]
+    for k, (f, r, n) in enumerate(zip(costs.flops, costs.relative(), costs.params), start=1):
+        lines.append(f"| {k} | {f / 1e6:.2f} | {r:.3f} | {n / 1e6:.3f} M |")
+    return "\n".join(lines)

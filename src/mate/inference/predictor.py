@@ -1,0 +1,125 @@
+"""Batched early exit: run a batch stage by stage; after each exit, the samples whose score
+passes that exit's threshold leave the batch and only the rest go on.
+
+The batch is compacted with one ``index_select`` per exit, so later stages really compute
+fewer rows; once no sample is left the remaining stages are skipped. Per-sample predictions
+and exits equal the offline simulation of ``mate.evaluation.budget`` exactly, because
+
+- both use ``score_step`` on the same logits rows, and the same ``>=`` against the same
+  float thresholds;
+- in eval mode each row's arithmetic does not depend on which other rows share its batch,
+  except that CPU convolution and matrix kernels take another path for a batch of one. The
+  predictor never runs a batch of one: a lone sample is run as two copies of itself.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from ..engine.evaluate import ExitLogits
+from ..errors import ConfigError
+from ..evaluation.budget import thresholds_for_budget
+from ..evaluation.flops import ExitCosts, exit_costs
+from ..evaluation.scores import check_score, score_step, select_state
+from ..models import MultiExitNetwork
+
+
+@dataclass
+class EarlyExitResult:
+    predictions: Tensor  # N, class index at each sample's exit
+    exits: Tensor  # N, 0-based exit index
+    flops: Tensor  # N, float64: F_k of each sample's exit (what was spent on it)
+
+    @property
+    def total_flops(self) -> float:
+        return float(self.flops.sum())
+
+    @property
+    def mean_flops(self) -> float:
+        return float(self.flops.mean())
+
+
+class EarlyExitPredictor:
+    """``EarlyExitPredictor(model, thresholds=...)`` or ``EarlyExitPredictor(model, budget=...,
+    calibration=val_logits)``.
+
+    thresholds: one value for every exit but the last, or K-1 values (the last exit always
+        takes the rest). A sample exits at the first k with score_k >= T_k.
+    budget: average FLOPs per sample. The thresholds are calibrated on ``calibration`` (the
+        validation split's logits, from ``collect_exit_logits``) by MSDNet's protocol: of the
+        39 geometric exit shares, the one with the best validation accuracy within the budget.
+    score: "max_prob", "neg_entropy" or "patience".
+    """
+
+    def __init__(self, model: MultiExitNetwork, thresholds: Optional[float | Sequence[float] | Tensor] = None,
+                 budget: Optional[float] = None, calibration: Optional[ExitLogits] = None,
+                 score: str = "max_prob", costs: Optional[ExitCosts] = None):
+        self.model = model.eval()
+        self.score = check_score(score)
+        self.costs = costs or exit_costs(model)
+        self.flops = self.costs.as_tensor()
+        k = model.num_exits
+        self.q: Optional[float] = None
+        if (thresholds is None) == (budget is None):
+            raise ConfigError("give the early-exit predictor either thresholds or a budget, not both or neither")
+        if budget is not None:
+            if calibration is None:
+                raise ConfigError("a budget needs calibration logits (the validation split's collect_exit_logits)")
+            self.q, thresholds = thresholds_for_budget(calibration, self.costs.flops, budget, score)
+        values = torch.as_tensor(thresholds, dtype=torch.float32).flatten()
+        if values.numel() == 1:
+            values = values.repeat(k - 1)
+        if values.numel() == k:
+            values = values[:-1]
+        if values.numel() != k - 1:
+            raise ConfigError(f"give 1 or {k - 1} thresholds for a model with {k} exits, got {values.numel()}")
+        self.thresholds = torch.cat([values, torch.tensor([-math.inf])])
+
+    @torch.no_grad()
+    def predict(self, x: Tensor) -> EarlyExitResult:
+        model = self.model
+        n = x.shape[0]
+        device = x.device
+        predictions = torch.empty(n, dtype=torch.long, device=device)
+        exits = torch.empty(n, dtype=torch.long, device=device)
+        rows = torch.arange(n, device=device)  # original index of every row still in the batch
+        if n == 1:
+            rows = rows.repeat(2)
+            x = x.repeat(2, 1, 1, 1)
+        # index_select returns a contiguous tensor; keep NHWC inputs in NHWC for the later convolutions
+        channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        thresholds = self.thresholds.tolist()
+        last = model.num_exits - 1
+        state = None
+        h = model.stem(x)
+        for k, (block, exit_) in enumerate(zip(model.stages, model.exits)):
+            h = block(h)
+            _, logits = exit_(h)
+            if k == last:
+                predictions[rows] = logits.argmax(-1)
+                exits[rows] = k
+                break
+            score, state = score_step(logits, self.score, state)
+            passes = score >= thresholds[k]
+            leaving = passes.nonzero().squeeze(1)
+            if leaving.numel() == 0:
+                continue
+            predictions[rows[leaving]] = logits.index_select(0, leaving).argmax(-1)
+            exits[rows[leaving]] = k
+            staying = (~passes).nonzero().squeeze(1)
+            if staying.numel() == 0:
+                break
+            if staying.numel() == 1:
+                staying = staying.repeat(2)
+            h = h.index_select(0, staying)
+            if channels_last:
+                h = h.contiguous(memory_format=torch.channels_last)
+            rows = rows.index_select(0, staying)
+            state = select_state(state, staying)
+        return EarlyExitResult(predictions, exits, self.flops.to(device)[exits])
+
+    __call__ = predict

@@ -1,0 +1,183 @@
+"""The early-exit predictor against the offline simulation, on a model trained on real data."""
+import csv
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_config
+from mate import EarlyExitPredictor
+from mate.cli import main
+from mate.engine import collect_exit_logits, train
+from mate.errors import ConfigError, MateError
+from mate.evaluation import budget_curve, calibrate_thresholds, exit_scores, geometric_shares, simulate
+from mate.evaluation.trained import load_trained
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, fmnist_available):
+    out = tmp_path_factory.mktemp("predictor")
+    config = tiny_config(out, "mate", 2, **{"run.name": "tiny", "data.eval_batch_size": 250})
+    train(config, log=lambda _: None)
+    t = load_trained(out / "tiny" / "best.pt")
+    t.val_logits = collect_exit_logits(t.model, t.data.val)
+    t.test_logits = collect_exit_logits(t.model, t.data.test)
+    t.checkpoint = out / "tiny" / "best.pt"
+    return t
+
+
+def run_predictor(predictor, loader):
+    preds, exits, flops = [], [], []
+    for x, _ in loader:
+        r = predictor(x)
+        preds.append(r.predictions), exits.append(r.exits), flops.append(r.flops)
+    return torch.cat(preds), torch.cat(exits), torch.cat(flops)
+
+
+@pytest.mark.parametrize("score", ["max_prob", "neg_entropy", "patience"])
+def test_predictor_equals_the_offline_simulation(trained, score):
+    val, test = trained.val_logits, trained.test_logits
+    predictor_costs = None
+    used_exits = set()
+    for q in (0.5, 1.0, 1.5):
+        thresholds = calibrate_thresholds(exit_scores(val.logits, score), geometric_shares(q, 4))
+        predictor = EarlyExitPredictor(trained.model, thresholds=thresholds[:-1], score=score, costs=predictor_costs)
+        predictor_costs = predictor.costs
+        sim = simulate(test, exit_scores(test.logits, score), thresholds, predictor.costs.flops)
+        preds, exits, flops = run_predictor(predictor, trained.data.test)
+        assert torch.equal(exits, sim.exits)
+        assert torch.equal(preds, sim.predictions)
+        assert torch.equal(flops, sim.flops)
+        used_exits |= set(exits.tolist())
+    assert used_exits == {0, 1, 2, 3}  # the check covers samples leaving at every exit
+
+
+def test_samples_exactly_at_a_threshold_exit_in_both(trained):
+    """Thresholds calibrated on the test logits themselves: each T_k is some test sample's own score,
+    so those samples sit exactly on the tie and must pass in the predictor too."""
+    test = trained.test_logits
+    scores = exit_scores(test.logits, "max_prob")
+    thresholds = calibrate_thresholds(scores, geometric_shares(1.0, 4))
+    on_threshold = (scores[:3] == thresholds[:3, None]).any(0)
+    assert on_threshold.sum() >= 3
+    predictor = EarlyExitPredictor(trained.model, thresholds=thresholds[:-1])
+    sim = simulate(test, scores, thresholds, predictor.costs.flops)
+    preds, exits, _ = run_predictor(predictor, trained.data.test)
+    assert torch.equal(exits, sim.exits) and torch.equal(preds, sim.predictions)
+
+
+def test_single_samples_and_lone_survivors_match(trained):
+    """A batch of one, and batches where one sample is left after an exit, run as batches of two."""
+    test = trained.test_logits
+    scores = exit_scores(test.logits, "max_prob")
+    x, _ = next(iter(trained.data.test))
+    n = 40
+    thresholds = calibrate_thresholds(scores[:, :n], [0.3, 0.3, 0.3, 0.1])
+    predictor = EarlyExitPredictor(trained.model, thresholds=thresholds[:-1])
+    sim = simulate(type(test)(test.logits[:, :n], test.labels[:n]), scores[:, :n], thresholds, predictor.costs.flops)
+    for i in range(n):
+        r = predictor(x[i:i + 1])
+        assert (r.exits.item(), r.predictions.item()) == (sim.exits[i].item(), sim.predictions[i].item())
+    late = (sim.exits == 3).nonzero().squeeze(1)
+    assert late.numel() >= 1
+    pair = torch.cat([late[:1], (sim.exits == 0).nonzero().squeeze(1)[:1]])  # one leaves at exit 1, one goes on
+    r = predictor(x[pair])
+    assert r.exits.tolist() == sim.exits[pair].tolist() and r.predictions.tolist() == sim.predictions[pair].tolist()
+
+
+def test_extreme_thresholds_and_cost(trained):
+    x, _ = next(iter(trained.data.test))
+    logits = trained.model(x).exit_logits
+    never = EarlyExitPredictor(trained.model, thresholds=math.inf)
+    r = never(x)
+    assert r.exits.eq(3).all() and torch.equal(r.predictions, logits[3].argmax(1))
+    assert r.total_flops == never.costs.flops[3] * len(x)
+    always = EarlyExitPredictor(trained.model, thresholds=-math.inf)
+    r = always(x)
+    assert r.exits.eq(0).all() and torch.equal(r.predictions, logits[0].argmax(1))
+    assert r.mean_flops == always.costs.flops[0]
+
+
+def test_budget_mode_picks_the_validation_operating_point(trained):
+    flops = EarlyExitPredictor(trained.model, thresholds=0.5).costs.flops
+    budget = 0.6 * flops[-1]
+    predictor = EarlyExitPredictor(trained.model, budget=budget, calibration=trained.val_logits)
+    curve = budget_curve(trained.val_logits, trained.test_logits, flops)
+    chosen = next(p for p in curve if p.q == predictor.q)
+    assert chosen.val_avg_flops <= budget
+    assert chosen.val_accuracy == max(p.val_accuracy for p in curve if p.val_avg_flops <= budget)
+    assert predictor.thresholds.tolist()[:3] == pytest.approx(chosen.thresholds[:3])
+    _, _, spent = run_predictor(predictor, trained.data.test)
+    assert spent.mean().item() == pytest.approx(chosen.avg_flops)
+
+
+def test_wrong_arguments_are_clear_errors(trained):
+    with pytest.raises(ConfigError, match="either thresholds or a budget"):
+        EarlyExitPredictor(trained.model)
+    with pytest.raises(ConfigError, match="give 1 or 3 thresholds"):
+        EarlyExitPredictor(trained.model, thresholds=[0.9, 0.8])
+    with pytest.raises(ConfigError, match="needs calibration logits"):
+        EarlyExitPredictor(trained.model, budget=1e6)
+    with pytest.raises(MateError, match="Raise --budget"):
+        EarlyExitPredictor(trained.model, budget=1.0, calibration=trained.val_logits)
+
+
+def test_budget_command_plots_several_checkpoints(trained, tmp_path, capsys):
+    ckpt = str(trained.checkpoint)
+    last = str(trained.checkpoint.parent / "last.pt")
+    assert main(["budget", ckpt, last, "--score", "max_prob", "patience", "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "| exit 4 |" in text and "| ensemble |" in text
+    rows = list(csv.DictReader((tmp_path / "budget.csv").open()))
+    assert len(rows) == 2 * 2 * 39
+    assert {r["label"] for r in rows} == {"tiny", "tiny/last"}
+    expected = budget_curve(trained.val_logits, trained.test_logits,
+                            EarlyExitPredictor(trained.model, thresholds=0.5).costs.flops)
+    mine = [r for r in rows if r["label"] == "tiny" and r["score"] == "max_prob"]
+    assert [r["test_acc"] for r in mine] == [f"{p.accuracy:.2f}" for p in expected]
+    assert (tmp_path / "budget.png").read_bytes()[:4] == b"\x89PNG"
+    assert len((tmp_path / "anytime.csv").read_text().splitlines()) == 1 + 2 * 5
+
+
+def test_predict_command_on_a_split_matches_the_predictor(trained, tmp_path, capsys):
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(trained.checkpoint), "--threshold", "0.9", "--split", "test", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    predictor = EarlyExitPredictor(trained.model, thresholds=0.9)
+    preds, exits, flops = run_predictor(predictor, trained.data.test)
+    acc = (preds == trained.test_logits.labels).float().mean().item() * 100
+    assert f"accuracy {acc:.2f}%" in text
+    rows = list(csv.DictReader(out.open()))
+    assert [int(r["exit"]) - 1 for r in rows] == exits.tolist()
+    assert [int(r["prediction"]) for r in rows] == preds.tolist()
+    assert main(["predict", str(trained.checkpoint), "--budget", "0.01"]) == 2
+    assert "Raise --budget" in capsys.readouterr().err
+
+
+def test_predict_command_on_a_folder_of_images(trained, tmp_path, capsys):
+    from PIL import Image
+
+    images = trained.data.splits.test.images[:5, 0].numpy()
+    for i, img in enumerate(images):
+        Image.fromarray(img).save(tmp_path / f"img_{i}.png")
+    Image.fromarray(np.pad(images[0], 4)).convert("RGB").save(tmp_path / "big_rgb.jpg", quality=100)
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(trained.checkpoint), "--threshold", "0.9", "--images", str(tmp_path),
+                 "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [r["image"].rsplit("/", 1)[-1] for r in rows] == ["big_rgb.jpg"] + [f"img_{i}.png" for i in range(5)]
+    # the PNGs are the first test images: the same outcome as the predictor on the loader's tensors
+    x, _ = next(iter(trained.data.test))
+    r = EarlyExitPredictor(trained.model, thresholds=0.9)(x[:5])
+    assert [int(row["prediction"]) for row in rows[1:]] == r.predictions.tolist()
+    assert [int(row["exit"]) - 1 for row in rows[1:]] == r.exits.tolist()
+    assert rows[1]["class"] == trained.class_names()[r.predictions[0]]
+    assert "img_0.png: " in capsys.readouterr().out
+    assert main(["predict", str(trained.checkpoint), "--threshold", "0.9", "--images", str(tmp_path / "none")]) == 2
+
+
+def test_flops_command_on_a_checkpoint(trained, capsys):
+    assert main(["flops", str(trained.checkpoint), "--json"]) == 0
+    assert f'"flops": {EarlyExitPredictor(trained.model, thresholds=0.5).costs.flops}'.replace("'", "") \
+        in capsys.readouterr().out
