@@ -73,8 +73,10 @@ def make_cub(root: Path, classes=("001.Black_footed_Albatross", "002.Laysan_Alba
     return base
 
 
-def make_stanford_dogs(root: Path, breeds=("n02085620-Chihuahua", "n02085782-Japanese_spaniel", "n02085936-Maltese_dog"),
-                       per_class=3, compress: bool = True) -> Path:
+DOG_BREEDS = ("n02085620-Chihuahua", "n02085782-Japanese_spaniel", "n02085936-Maltese_dog")
+
+
+def make_stanford_dogs(root: Path, breeds=DOG_BREEDS, per_class=3, compress: bool = True) -> Path:
     """Images/<breed>/*.jpg and the MATLAB lists; image 0 of each breed is a test image."""
     from scipy.io import savemat
 

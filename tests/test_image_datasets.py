@@ -117,7 +117,7 @@ def test_a_missing_file_or_folder_is_named(tmp_path, name, make, relative, kind)
 
 
 def test_no_dataset_folder_at_all_says_where_to_point(tmp_path):
-    with pytest.raises(DataError, match="missing folder .*nowhere.*Set data.root to the folder that holds 'CUB_200_2011'"):
+    with pytest.raises(DataError, match="missing folder .*nowhere.*data.root to the folder that holds 'CUB_200_2011'"):
         load_dataset("cub200", root=str(tmp_path / "nowhere"))
     with pytest.raises(DataError, match="image_folder needs data.root"):
         load_dataset("image_folder", root=None)

@@ -61,7 +61,8 @@ class FolderSplits(DatasetSplits):
 
 def dataset_root(root: Optional[str], name: str, folder_name: str) -> Path:
     """``root/folder_name`` when it exists, else ``root`` itself (default root: $MATE_DATA/name)."""
-    base = Path(root).expanduser() if root else Path(os.environ.get("MATE_DATA", Path.home() / ".cache" / "mate")) / name
+    default = Path(os.environ.get("MATE_DATA", Path.home() / ".cache" / "mate")) / name
+    base = Path(root).expanduser() if root else default
     return base / folder_name if (base / folder_name).is_dir() else base
 
 

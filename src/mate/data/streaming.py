@@ -105,7 +105,10 @@ class StreamingLoader:
         self.rank, self.world_size = rank, world_size
         self.num_workers = num_workers
         self.image_size = image_size
-        transform = train_transform(image_size, crop_min_scale, flip) if train else eval_transform(image_size, eval_crop)
+        if train:
+            transform = train_transform(image_size, crop_min_scale, flip)
+        else:
+            transform = eval_transform(image_size, eval_crop)
         self.images = DecodedImages(files, transform, image_size)
         shape = (1, -1, 1, 1)
         self.mean = torch.tensor(mean, device=self.device).view(shape) * 255.0

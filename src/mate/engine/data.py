@@ -46,7 +46,9 @@ def build_data(config: Config, device: torch.device, rank: int = 0, world_size: 
         train_idx, val_idx = validation_split(len(splits.train), d.val_size, d.split_seed)
     if d.train_subset is not None:
         train_idx = train_idx[: d.train_subset]
-    test = splits.test if d.test_subset is None else splits.test.subset(torch.arange(min(d.test_subset, len(splits.test))))
+    test = splits.test
+    if d.test_subset is not None:
+        test = test.subset(torch.arange(min(d.test_subset, len(test))))
     if d.batch_size > len(train_idx):
         raise ConfigError(f"data.batch_size={d.batch_size} is larger than the {len(train_idx)} training images")
     train, val = splits.train.subset(train_idx), own_val if own_val is not None else splits.train.subset(val_idx)
