@@ -56,10 +56,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         path = args.config or _default_config()
         config = load_config(path, args.overrides)
-        print(f"config: {path}")
+        if _is_main_process():
+            print(f"config: {path}")
         results = train(config)
-    _print_results(results)
+    if _is_main_process():
+        _print_results(results)
     return 0
+
+
+def _is_main_process() -> bool:
+    """Under torchrun only rank 0 prints; every process still reports its own errors."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _print_results(results: dict) -> None:

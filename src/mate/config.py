@@ -66,6 +66,9 @@ class RunConfig:
     tensorboard: bool = True
     select: Literal["mean", "last", "ensemble"] = "mean"  # validation score for the best checkpoint
     deterministic: bool = False  # deterministic kernels (exact resume on GPU)
+    amp: Literal["none", "bf16", "fp16"] = "none"  # autocast dtype; fp16 adds a gradient scaler (CUDA only)
+    compile: bool = False  # torch.compile the training step (the first steps pay the compile time)
+    sync_batchnorm: bool = False  # under torchrun: BatchNorm statistics over the global batch, not per process
 
 
 DEFAULT_NAMES = {"model": "resnet18", "objective": "mate"}

@@ -3,10 +3,13 @@
 ``train(config)`` builds data, model and objective from the registries, trains with SGD,
 validates every exit and the exits' ensemble after each epoch on a split held out of the
 training set, keeps the last and the best-on-validation checkpoints, and finally evaluates the
-best checkpoint on the test set.
+best checkpoint on the test set. Under torchrun the same loop runs in every process
+(see ``distributed``); rank 0 alone writes the run folder.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import math
 import time
@@ -24,6 +27,8 @@ from ..models import MultiExitNetwork, create_model
 from ..objectives import create_objective
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import build_data
+from .distributed import (TrainStep, all_reduce_sum, convert_sync_batchnorm, gather_batches, init_distributed,
+                          run_on_main, wrap_for_training)
 from .evaluate import ExitLogits, collect_exit_logits, format_exit_table, selection_score
 from .logger import RunLogger
 
@@ -77,18 +82,37 @@ class Trainer:
     def __init__(self, config: Config, run_dir: Optional[str | Path] = None, resume: bool = False,
                  log: Callable[[str], None] = print):
         self.config = config
-        self.log = log
-        self.device = resolve_device(config.run.device)
+        self.dist, self.device = init_distributed(resolve_device(config.run.device))
+        try:
+            self._setup(run_dir, resume, log)
+        except BaseException:
+            self._close_distributed()
+            raise
+
+    def _close_distributed(self) -> None:
+        # Drop the DDP wrapper before the process group: a gloo group still referenced by DDP's
+        # reducer is torn down during interpreter exit, which can abort the process.
+        self.step = None
+        gc.collect()
+        self.dist.close()
+
+    def _setup(self, run_dir: Optional[str | Path], resume: bool, log: Callable[[str], None]) -> None:
+        config = self.config
+        self.rank, self.world_size = self.dist.rank, self.dist.world_size
+        self.is_main = self.dist.is_main
+        self.log = log if self.is_main else (lambda message: None)
+        check_run_options(config, self.device, self.world_size)
         self.run_dir = Path(run_dir) if run_dir else Path(config.run.out_dir) / (config.run.name or default_run_name(config))
-        self.rank, self.world_size = 0, 1
-        self.is_main = self.rank == 0
-        self._prepare_run_dir(resume)
+        run_on_main(self.dist, lambda: self._prepare_run_dir(resume))
         if config.run.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
         torch.manual_seed(config.run.seed)
         self.data = build_data(config, self.device, self.rank, self.world_size)
-        self.model = build_model(config, self.data.splits).to(self.device)
+        self.model = build_model(config, self.data.splits)
+        if config.run.sync_batchnorm:
+            self.model = convert_sync_batchnorm(self.model, self.device)
+        self.model = self.model.to(self.device)
         if config.run.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.objective = build_objective(config, self.model).to(self.device)
@@ -96,6 +120,10 @@ class Trainer:
         params = list(self.model.parameters()) + list(self.objective.parameters())
         self.optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
                                          weight_decay=o.weight_decay)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.run.amp == "fp16")
+        self.step = wrap_for_training(self.dist, TrainStep(self.model, self.objective), self.device)
+        if config.run.compile:
+            self.step = torch.compile(self.step)
         self.steps_per_epoch = len(self.data.train)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(config, self.steps_per_epoch))
         self.start_epoch, self.best_score, self.best_epoch, self.train_time = 0, -math.inf, -1, 0.0
@@ -125,13 +153,19 @@ class Trainer:
             raise MateError(f"the run folder {self.run_dir} already holds a checkpoint. Resume it with "
                             "--resume, or pick another folder with run.name=NEW_NAME.")
 
+    def _load(self, name: str) -> dict:
+        """A checkpoint of this run, read by rank 0 and handed to every rank."""
+        return run_on_main(self.dist, lambda: load_checkpoint(self.run_dir / name, map_location="cpu"))
+
     def _resume(self) -> None:
-        state = load_checkpoint(self.run_dir / "last.pt", map_location=self.device)
+        state = self._load("last.pt")
         check_compatible(state, self.model, self.config)
         self.model.load_state_dict(state["model"])
         self.objective.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.start_epoch = int(state["epoch"]) + 1
         self.best_score, self.best_epoch = float(state["best_score"]), int(state["best_epoch"])
         self.train_time = float(state["train_time"])
@@ -146,6 +180,7 @@ class Trainer:
             "version": __version__, "config": self.config.to_dict(), "epoch": epoch,
             "model": self.model.state_dict(), "objective": self.objective.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(), "world_size": self.world_size,
             "best_score": self.best_score, "best_epoch": self.best_epoch, "train_time": self.train_time,
             "num_exits": self.model.num_exits, "num_classes": self.model.num_classes,
             "val_indices": self.data.val_indices, "rng_cpu": torch.get_rng_state(),
@@ -156,27 +191,32 @@ class Trainer:
     def prepare(self, x: Tensor) -> Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.config.run.channels_last else x
 
+    def autocast(self):
+        amp = self.config.run.amp
+        if amp == "none":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
     def train_epoch(self, epoch: int) -> dict:
         self.model.train()
         self.objective.train()
         self.data.train.set_epoch(epoch)
         torch.manual_seed(self.config.run.seed * 1_000_003 + epoch)
         sums: dict[str, Tensor] = {}
-        count = 0
+        count = torch.zeros((), device=self.device)
         batches = _progress(self.data.train, self.config.run.progress and self.is_main,
                             f"epoch {epoch + 1}/{self.config.optim.epochs}")
         for i, (x, y) in enumerate(batches):
-            outputs = self.model(self.prepare(x))
-            loss, logs = self.objective(outputs, y, epoch + i / self.steps_per_epoch)
-            if not torch.isfinite(loss):
-                last = self.run_dir / "last.pt"
-                raise TrainingDiverged(
-                    f"the loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}. The last good checkpoint "
-                    f"is {last if last.exists() else '(none yet)'}; lower optim.lr or check the data."
-                )
+            with self.autocast():
+                loss, logs = self.step(self.prepare(x), y, epoch + i / self.steps_per_epoch)
+            # Every rank checks the mean over ranks, so all stop together when any one diverges.
+            mean_loss = all_reduce_sum(loss.detach().float().clone()) / self.world_size
+            if not torch.isfinite(mean_loss):
+                self._diverged(mean_loss, epoch, i)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             self.scheduler.step()
             b = y.shape[0]
             count += b
@@ -184,13 +224,44 @@ class Trainer:
             for key, value in logs.items():
                 value = value.detach().float() * b
                 sums[key] = sums[key] + value if key in sums else value
-        return {key: (value / count).cpu().tolist() for key, value in sums.items()}
+        all_reduce_sum(count)
+        return {key: (all_reduce_sum(value) / count).cpu().tolist() for key, value in sums.items()}
+
+    def _diverged(self, loss: Tensor, epoch: int, i: int) -> None:
+        last = self.run_dir / "last.pt"
+        saved = run_on_main(self.dist, last.exists)
+        raise TrainingDiverged(
+            f"the loss became {loss.item()} at epoch {epoch + 1}, step {i + 1} (global step "
+            f"{epoch * self.steps_per_epoch + i + 1}); nothing was saved after it. The last good checkpoint is "
+            f"{last if saved else '(none yet)'}; lower optim.lr (or add optim.warmup_epochs) and resume or restart."
+        )
 
     def evaluate(self, loader: DeviceLoader) -> ExitLogits:
-        return collect_exit_logits(self.model, loader, self.prepare)
+        """Every exit's logits on the whole split; under torchrun each rank holds them all."""
+        sizes: list[int] = []
+
+        def batches():
+            for x, y in loader:
+                sizes.append(len(y))
+                yield x, y
+
+        with self.autocast():
+            local = collect_exit_logits(self.model, batches(), self.prepare)
+        if not self.dist.enabled:
+            return local
+        logits = gather_batches(self.dist, local.logits, sizes, 1, self.device)
+        labels = gather_batches(self.dist, local.labels, sizes, 0, self.device)
+        return ExitLogits(logits, labels)
 
     # -- the whole run ----------------------------------------------------------------------
     def fit(self) -> dict:
+        try:
+            return self._fit()
+        finally:
+            self.logger.close()
+            self._close_distributed()
+
+    def _fit(self) -> dict:
         cfg = self.config
         for epoch in range(self.start_epoch, cfg.optim.epochs):
             t0 = time.perf_counter()
@@ -214,12 +285,10 @@ class Trainer:
                 if improved:
                     save_checkpoint(state, self.run_dir / "best.pt")
                 save_checkpoint(state, self.run_dir / "last.pt")
-        self.logger.close()
         return self.final_results()
 
     def final_results(self) -> dict:
-        best = self.run_dir / ("best.pt" if (self.run_dir / "best.pt").exists() else "last.pt")
-        state = load_checkpoint(best, map_location=self.device)
+        state = self._load("best.pt" if run_on_main(self.dist, (self.run_dir / "best.pt").exists) else "last.pt")
         self.model.load_state_dict(state["model"])
         rows = {}
         if self.data.val is not None:
@@ -232,6 +301,20 @@ class Trainer:
             (self.run_dir / "results.json").write_text(json.dumps(results, indent=2))
         results["table"] = format_exit_table(rows)
         return results
+
+
+def check_run_options(config: Config, device: torch.device, world_size: int) -> None:
+    """Combinations no single key can reject on its own."""
+    r, d = config.run, config.data
+    if r.amp == "fp16" and device.type != "cuda":
+        raise ConfigError(f"run.amp=fp16 needs a CUDA device (float16 autocast with a gradient scaler); "
+                          f"this run is on {device.type}. Use run.amp=bf16, or run.amp=none")
+    for key, value in (("data.batch_size", d.batch_size), ("data.eval_batch_size", d.eval_batch_size)):
+        if value <= 0:
+            raise ConfigError(f"{key} must be positive, got {value}")
+        if value % world_size:
+            raise ConfigError(f"{key}={value} is not divisible by the {world_size} processes: the global "
+                              f"batch is split evenly; use a multiple of {world_size}")
 
 
 def check_compatible(state: dict, model: MultiExitNetwork, config: Optional[Config] = None) -> None:

@@ -5,10 +5,13 @@
 T starts at ``initial_temperature`` and is multiplied by ``temperature_growth`` after every
 batch in which the batch mean of max softmax(z_K / T) exceeds ``confidence_target``, so the
 teacher's soft labels stay soft. T is a buffer: it is saved in checkpoints and resumes exactly.
+Under torchrun the confidence is averaged over the processes' equal shares of the batch, so
+every process grows T at the same steps as a single process with the whole batch would.
 """
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from ..models.base import MultiExitOutput
@@ -32,7 +35,15 @@ class PhuongLampertObjective(nn.Module):
         kd = sum(kl_t(z_last, z, t) for z in outputs.exit_logits[:-1])
         loss = (1 - self.kd_weight) * ce.sum() + self.kd_weight * kd
         if self.training:
-            confidence = torch.softmax(z_last / t, dim=-1).max(-1).values.mean()
+            confidence = _mean_over_processes(torch.softmax(z_last / t, dim=-1).max(-1).values.mean())
             if confidence > self.confidence_target:
                 self.temperature.mul_(self.growth)
         return loss, {"ce": ce.detach(), "kd": kd.detach(), "temperature": torch.tensor(t)}
+
+
+def _mean_over_processes(value: Tensor) -> Tensor:
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        value = value.clone()
+        dist.all_reduce(value)
+        value = value / dist.get_world_size()
+    return value
