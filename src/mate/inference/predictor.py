@@ -79,7 +79,7 @@ class EarlyExitPredictor:
             raise ConfigError(f"give 1 or {k - 1} thresholds for a model with {k} exits, got {values.numel()}")
         self.thresholds = torch.cat([values, torch.tensor([-math.inf])])
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(self, x: Tensor) -> EarlyExitResult:
         model = self.model
         n = x.shape[0]

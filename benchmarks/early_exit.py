@@ -1,0 +1,132 @@
+"""Batched early exit against the full network, on the same test batches, side by side.
+
+The operating point is the q of MSDNet's protocol (thresholds calibrated on the validation
+split) with the lowest average cost whose *test* accuracy is within --tolerance points of the
+last exit's. Using test accuracy here follows the benchmark's definition of its operating
+point; every other selection in the project uses the validation split.
+
+Each batch is timed twice per repeat, full network and predictor, in alternating order
+(ABBA) so that drifting machine load hits both equally; the figures are medians over repeats
+of the summed batch times. Reported: wall-clock speed-up (full / predictor), FLOPs-predicted
+speed-up (F_K / average F spent per sample) and their ratio, the efficiency.
+
+    .venv/bin/python benchmarks/early_exit.py --checkpoint /tmp/mate_bench/bench_ckpt/best.pt
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from mate import EarlyExitPredictor
+from mate.engine import collect_exit_logits
+from mate.evaluation import budget_curve, exit_costs, exit_scores, simulate
+from mate.evaluation.trained import load_trained
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="a .pt file written by mate train")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--score", default="max_prob", choices=["max_prob", "neg_entropy", "patience"])
+    parser.add_argument("--tolerance", type=float, default=0.5, help="accuracy points below the last exit")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC weights and inputs")
+    args = parser.parse_args()
+
+    trained = load_trained(args.checkpoint, ["run.device=cpu"])
+    model = trained.model
+    costs = exit_costs(model)
+    val = collect_exit_logits(model, trained.data.val)
+    test = collect_exit_logits(model, trained.data.test)
+    last_acc = test.exit_accuracy()[-1]
+    curve = budget_curve(val, test, costs.flops, args.score)
+    within = [p for p in curve if p.accuracy >= last_acc - args.tolerance]
+    if not within:
+        raise SystemExit(f"no q reaches {last_acc - args.tolerance:.2f}% test accuracy")
+    point = min(within, key=lambda p: p.avg_flops)
+    thresholds = torch.tensor(point.thresholds)
+
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    predictor = EarlyExitPredictor(model, thresholds=thresholds[:-1], score=args.score, costs=costs)
+    images = torch.cat([x for x, _ in trained.data.test])
+    n_full = len(images) // args.batch_size * args.batch_size
+    batches = [images[i:i + args.batch_size].contiguous(memory_format=fmt) for i in range(0, n_full, args.batch_size)]
+
+    # the predictor's decisions on these batches are the offline simulation's
+    exits = torch.cat([predictor(x).exits for x in batches])
+    sim = simulate(test, exit_scores(test.logits, args.score), thresholds, costs.flops)
+    matches = torch.equal(exits, sim.exits[:n_full])
+
+    def run_full(x):
+        with torch.inference_mode():
+            model(x)
+
+    def stage_times(x) -> list[float]:
+        """Wall time of each piece (stem + block 1 + exit 1, then block k + exit k) on the full batch."""
+        times = []
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            h = model.stem(x)
+            for block, exit_ in zip(model.stages, model.exits):
+                h = block(h)
+                exit_(h)
+                t1 = time.perf_counter()
+                times.append(t1 - t0)
+                t0 = t1
+        return times
+
+    full_t, pred_t = [], []
+    for x in batches[:2]:  # warm-up
+        run_full(x), predictor(x)
+    for r in range(args.repeats):
+        t_full = t_pred = 0.0
+        for i, x in enumerate(batches):
+            order = (run_full, predictor) if (i + r) % 2 == 0 else (predictor, run_full)
+            for fn in order:
+                t0 = time.perf_counter()
+                fn(x)
+                dt = time.perf_counter() - t0
+                if fn is run_full:
+                    t_full += dt
+                else:
+                    t_pred += dt
+        full_t.append(t_full)
+        pred_t.append(t_pred)
+    t_full, t_pred = statistics.median(full_t), statistics.median(pred_t)
+    # Where the FLOPs model and the CPU disagree: the time each stage takes on a full batch,
+    # accumulated like F_k, predicts the speed-up if per-sample time did not depend on batch size.
+    pieces = [stage_times(x) for x in batches[: min(8, len(batches))] for _ in range(args.repeats)]
+    piece_t = [statistics.median(p[k] for p in pieces) for k in range(model.num_exits)]
+    cum_t = torch.tensor(piece_t, dtype=torch.float64).cumsum(0)
+    avg_flops = float(costs.as_tensor()[exits].mean())
+    wall = t_full / t_pred
+    predicted = costs.flops[-1] / avg_flops
+    shares = torch.bincount(exits, minlength=model.num_exits).double() / len(exits)
+
+    print(f"checkpoint {args.checkpoint}; {len(batches)} batches of {args.batch_size}; torch threads "
+          f"{torch.get_num_threads()}; {'NHWC' if args.channels_last else 'NCHW'}; score {args.score}")
+    print(f"last exit test acc {last_acc:.2f}%; operating point q = {point.q:.2f}, test acc {point.accuracy:.2f}%, "
+          f"thresholds {' '.join(f'{t:.4f}' for t in point.thresholds[:-1])}")
+    print("exit shares " + " / ".join(f"{s:.3f}" for s in shares.tolist())
+          + f"; predictor decisions equal the offline simulation: {'yes' if matches else 'NO'}")
+    print(f"full network {t_full * 1e3:.0f} ms, predictor {t_pred * 1e3:.0f} ms (median of {args.repeats} repeats, "
+          f"all batches)")
+    time_predicted = float(cum_t[-1] / (shares * cum_t).sum())
+    print("share of the full batch time spent up to exit k: "
+          + " / ".join(f"{float(c / cum_t[-1]):.3f}" for c in cum_t)
+          + "; share of F_K: " + " / ".join(f"{r:.3f}" for r in costs.relative()))
+    print(f"time-predicted speed-up (stage times at batch {args.batch_size}, weighted by exit shares): "
+          f"{time_predicted:.2f}x; wall-clock / time-predicted = {wall / time_predicted:.3f}")
+    print("| batch | F_K (MFLOPs) | avg spent (MFLOPs) | FLOPs-predicted speed-up | wall-clock speed-up | efficiency |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    print(f"| {args.batch_size} | {costs.flops[-1] / 1e6:.2f} | {avg_flops / 1e6:.2f} | {predicted:.2f}x | "
+          f"{wall:.2f}x | {wall / predicted:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
