@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 from pathlib import Path
 from typing import Optional
 
@@ -37,7 +38,7 @@ def read_idx(path: Path) -> np.ndarray:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: a corrupt .gz
         raise DataError(f"cannot read IDX file {path}: {exc}") from None
     if len(raw) < 4:
         raise DataError(f"IDX file {path} is truncated (only {len(raw)} bytes)")

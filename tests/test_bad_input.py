@@ -1,0 +1,115 @@
+"""Every input a user can get wrong stops `mate train` with one line naming the culprit."""
+import gzip
+import pickle
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mate.cli import main
+
+ROOT = Path(__file__).parents[1]
+QUICK = ["data.train_subset=512", "data.val_size=256", "data.test_subset=256", "data.batch_size=64",
+         "model.width=4", "optim.epochs=1", "run.progress=false", "run.tensorboard=false"]
+
+
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err.strip()
+
+
+def idx_bytes(shape: tuple[int, ...], fill: int = 7) -> bytes:
+    header = struct.pack(">HBB", 0, 0x08, len(shape)) + struct.pack(f">{len(shape)}I", *shape)
+    n = 1
+    for s in shape:
+        n *= s
+    return header + bytes([fill]) * n
+
+
+def fashion_folder(folder: Path, truncate: str = "") -> Path:
+    """A Fashion-MNIST folder of 100 train and 20 test images; ``truncate`` names a file to cut."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"train-images-idx3-ubyte": idx_bytes((100, 28, 28)), "train-labels-idx1-ubyte": idx_bytes((100,), 1),
+             "t10k-images-idx3-ubyte": idx_bytes((20, 28, 28)), "t10k-labels-idx1-ubyte": idx_bytes((20,), 1)}
+    for name, data in files.items():
+        (folder / name).write_bytes(data[: len(data) - 100] if name == truncate else data)
+    return folder
+
+
+def test_truncated_idx_file(tmp_path, capsys):
+    folder = fashion_folder(tmp_path / "fm", truncate="train-images-idx3-ubyte")
+    assert main(["train", f"data.root={folder}", "data.download=false", f"run.out_dir={tmp_path}", *QUICK]) == 2
+    line = error_line(capsys)
+    assert line.startswith(f"mate: error: IDX file {folder / 'train-images-idx3-ubyte'} is truncated or corrupt")
+    assert "78400 bytes of data" in line and "holds 78300" in line
+
+
+def test_corrupt_gzip_idx_file(tmp_path, capsys):
+    folder = fashion_folder(tmp_path / "fm")
+    (folder / "train-images-idx3-ubyte").unlink()
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b\x08 this is not gzip data")
+    assert main(["train", f"data.root={folder}", "data.download=false", f"run.out_dir={tmp_path}", *QUICK]) == 2
+    assert error_line(capsys).startswith(f"mate: error: cannot read IDX file {folder / 'train-images-idx3-ubyte.gz'}")
+
+
+def test_gzip_cut_short(tmp_path, capsys):
+    folder = fashion_folder(tmp_path / "fm")
+    data = gzip.compress((folder / "train-images-idx3-ubyte").read_bytes())
+    (folder / "train-images-idx3-ubyte").unlink()
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(data[: len(data) // 2])
+    assert main(["train", f"data.root={folder}", "data.download=false", f"run.out_dir={tmp_path}", *QUICK]) == 2
+    assert error_line(capsys).startswith(f"mate: error: cannot read IDX file {folder / 'train-images-idx3-ubyte.gz'}")
+
+
+def test_missing_dataset(tmp_path, capsys):
+    assert main(["train", "data.name=cifar10", f"data.root={tmp_path / 'nothing'}", "data.download=false",
+                 f"run.out_dir={tmp_path}", *QUICK]) == 2
+    line = error_line(capsys)
+    assert line.startswith("mate: error: cifar10 was not found") and str(tmp_path / "nothing") in line
+
+
+def test_truncated_cifar_file(tmp_path, capsys):
+    folder = tmp_path / "c10" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    batch = pickle.dumps({b"data": np.zeros((10, 3072), dtype=np.uint8), b"labels": list(range(10))})
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / name).write_bytes(batch)
+    (folder / "data_batch_3").write_bytes(batch[: len(batch) // 2])
+    assert main(["train", "data.name=cifar10", f"data.root={tmp_path / 'c10'}", "data.download=false",
+                 f"run.out_dir={tmp_path}", *QUICK]) == 2
+    assert error_line(capsys).startswith(f"mate: error: CIFAR file {folder / 'data_batch_3'} is corrupt or truncated")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lr=fast", "config key 'optim.lr' must be a number, got 'fast'"),
+    ("run.select=best", "config key 'run.select' must be one of 'mean', 'last', 'ensemble', got 'best'"),
+    ("optim.epoch=3", "unknown config key 'optim.epoch'; valid keys: epochs, lr, momentum"),
+    ("model.depth=3", "unknown config key 'model.depth' for model 'resnet18'"),
+    ("data.num_classes=5", "unknown config key 'data.num_classes'"),
+])
+def test_wrong_config_key_or_value(tmp_path, capsys, override, message):
+    assert main(["train", override, f"run.out_dir={tmp_path}"]) == 2
+    assert error_line(capsys).startswith("mate: error: " + message)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.exit_stages=[1,2,3,5]"], "exit_stages must be stage numbers in 1..4, got [1, 2, 3, 5]"),
+    (["model.exit_stages=[4]"], "objective 'mate' needs a model with at least 2 exits"),
+    (["data.batch_size=4096"], "data.batch_size=4096 is larger than the 512 training images"),
+    (["data.val_size=60000"], "data.val_size=60000 leaves no training images (60000 in all)"),
+    (["data.batch_size=0"], "data.batch_size must be positive, got 0"),
+])
+def test_impossible_combinations(tmp_path, capsys, fmnist_available, overrides, message):
+    assert main(["train", "data.download=false", f"run.out_dir={tmp_path}", *QUICK, *overrides]) == 2
+    assert error_line(capsys) == "mate: error: " + message
+
+
+def test_errors_have_no_traceback_in_a_real_process(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "mate", "train", "model.exit_stages=[1,2,3,5]", "data.download=false",
+                          f"run.out_dir={tmp_path}", *QUICK], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 2
+    assert out.stderr == "mate: error: exit_stages must be stage numbers in 1..4, got [1, 2, 3, 5]\n"
