@@ -1,0 +1,48 @@
+"""Mixed precision and the other run.* speed switches."""
+import pytest
+import torch
+
+from conftest import tiny_config
+from mate.cli import main
+from mate.engine import Trainer
+from mate.errors import ConfigError
+
+SMALL = {"data.train_subset": 512, "data.val_size": 256, "data.test_subset": 256, "data.batch_size": 64,
+         "model.width": 4}
+
+
+def test_bf16_autocast_runs_the_model_in_bf16_and_trains(tmp_path, fmnist_available):
+    trainer = Trainer(tiny_config(tmp_path, "mate", 1, **SMALL, **{"run.amp": "bf16"}), log=lambda s: None)
+    x, y = next(iter(trainer.data.train))
+    with trainer.autocast():
+        out = trainer.model(trainer.prepare(x))
+    assert all(z.dtype == torch.bfloat16 for z in out.exit_logits)
+    assert trainer.model.stem[0].weight.dtype == torch.float32  # master weights stay float32
+    before = trainer.model.stem[0].weight.detach().clone()
+    logs = trainer.train_epoch(0)
+    assert 0 < logs["loss"] < 30 and not torch.equal(before, trainer.model.stem[0].weight)
+    results = trainer.fit()
+    assert results["test"]["n"] == 256
+
+
+def test_fp16_on_cpu_is_one_clear_error(tmp_path, capsys):
+    assert main(["train", "run.device=cpu", "run.amp=fp16", f"run.out_dir={tmp_path}", "data.download=false"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "mate: error: run.amp=fp16 needs a CUDA device (float16 autocast with a gradient scaler); this run is on "
+        "cpu. Use run.amp=bf16, or run.amp=none")
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_unknown_amp_value_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"config key 'run.amp' must be one of 'none', 'bf16', 'fp16', got 'fp8'"):
+        tiny_config(tmp_path, "ce", 1, **{"run.amp": "fp8"})
+
+
+def test_fp16_uses_a_gradient_scaler_on_cuda(tmp_path, fmnist_available):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    trainer = Trainer(tiny_config(tmp_path, "ce", 1, **SMALL, **{"run.amp": "fp16", "run.device": "cuda"}),
+                      log=lambda s: None)
+    assert trainer.scaler.is_enabled()
+    trainer.fit()
+    assert trainer.scaler.get_scale() > 0
