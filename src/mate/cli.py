@@ -79,27 +79,20 @@ def _print_results(results: dict) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .engine import build_data, check_compatible, collect_exit_logits, format_exit_table, load_checkpoint
-    from .engine.trainer import build_model, resolve_device
-    from .config import Config, apply_overrides
+    from .engine import collect_exit_logits, format_exit_table
+    from .evaluation.trained import load_trained
 
-    state = load_checkpoint(args.checkpoint)
-    config = Config.from_dict(apply_overrides(state["config"], args.overrides))
-    device = resolve_device(config.run.device)
-    data = build_data(config, device)
-    model = build_model(config, data.splits)
-    check_compatible(state, model)
-    model.load_state_dict(state["model"])
-    model.to(device)
+    trained = load_trained(args.checkpoint, args.overrides)
+    data = trained.data
     rows = {}
     if args.split in ("val", "both") and data.val is not None:
-        rows["val"] = collect_exit_logits(model, data.val).summary()
+        rows["val"] = collect_exit_logits(trained.model, data.val).summary()
     if args.split in ("test", "both"):
-        rows["test"] = collect_exit_logits(model, data.test).summary()
+        rows["test"] = collect_exit_logits(trained.model, data.test).summary()
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(f"checkpoint: {args.checkpoint} (epoch {int(state['epoch']) + 1})")
+        print(f"checkpoint: {args.checkpoint} (epoch {trained.epoch})")
         print(format_exit_table(rows))
     return 0
 

@@ -21,6 +21,7 @@ class TrainedModel:
     data: DataBundle
     device: torch.device
     label: str  # a short name for tables and plots: the run folder's name
+    epoch: int  # epochs trained (1-based)
 
     def class_names(self) -> list[str]:
         names = self.data.splits.class_names
@@ -38,4 +39,4 @@ def load_trained(checkpoint: str | Path, overrides: Optional[Sequence[str]] = No
     model.load_state_dict(state["model"])
     model.to(device).eval()
     run_dir = path if path.is_dir() else path.parent
-    return TrainedModel(model, config, data, device, run_dir.name or path.stem)
+    return TrainedModel(model, config, data, device, run_dir.name or path.stem, int(state["epoch"]) + 1)
