@@ -29,7 +29,38 @@ def random_crop_flip(images: Tensor, dy: Tensor, dx: Tensor, flip: Tensor, paddi
     return torch.where(flip[:, None, None, None], images.flip(3), images)
 
 
-class DeviceLoader:
+class BatchLoader:
+    """What every loader shares: epochs, global batches of ``batch_size`` split across ranks
+    (rank r gets its r-th slice), and normalisation on the training device."""
+
+    def __init__(self, num_items: int, batch_size: int, device: torch.device | str, mean: Sequence[float],
+                 std: Sequence[float], train: bool, seed: int, rank: int, world_size: int):
+        if batch_size % world_size:
+            raise ValueError(f"batch size {batch_size} is not divisible by {world_size} processes")
+        self.num_items = num_items
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.train = train
+        self.seed = seed
+        self.rank, self.world_size = rank, world_size
+        shape = (1, -1, 1, 1)
+        self.mean = torch.tensor(mean, device=self.device).view(shape) * 255.0
+        self.std = torch.tensor(std, device=self.device).view(shape) * 255.0
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        """Training drops the last incomplete batch; evaluation keeps it."""
+        n = self.num_items
+        return n // self.batch_size if self.train else math.ceil(n / self.batch_size)
+
+    def normalize(self, images: Tensor) -> Tensor:
+        return (images.float() - self.mean) / self.std
+
+
+class DeviceLoader(BatchLoader):
     """Batches of normalised float images and labels, already on ``device``.
 
     Training mode shuffles, augments and drops the last incomplete batch. ``rank`` and
@@ -51,31 +82,11 @@ class DeviceLoader:
         rank: int = 0,
         world_size: int = 1,
     ):
-        if batch_size % world_size:
-            raise ValueError(f"batch size {batch_size} is not divisible by {world_size} processes")
-        self.device = torch.device(device)
+        super().__init__(len(data), batch_size, device, mean, std, train, seed, rank, world_size)
         self.images = data.images.to(self.device)
         self.labels = data.labels.to(self.device)
-        self.batch_size = batch_size
-        self.train = train
         self.crop_padding = crop_padding if train else 0
         self.flip = flip and train
-        self.seed = seed
-        self.rank, self.world_size = rank, world_size
-        shape = (1, -1, 1, 1)
-        self.mean = torch.tensor(mean, device=self.device).view(shape) * 255.0
-        self.std = torch.tensor(std, device=self.device).view(shape) * 255.0
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        n = len(self.labels)
-        return n // self.batch_size if self.train else math.ceil(n / self.batch_size)
-
-    def normalize(self, images: Tensor) -> Tensor:
-        return (images.float() - self.mean) / self.std
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         n = len(self.labels)

@@ -12,7 +12,6 @@ processes. Workers send uint8 images; conversion and normalisation happen on the
 """
 from __future__ import annotations
 
-import math
 from typing import Iterator, Optional, Sequence
 
 import torch
@@ -24,6 +23,7 @@ from torchvision.transforms import v2
 from ..errors import DataError
 from .base import ArrayDataset
 from .image_folder import ImageFiles
+from .loader import BatchLoader
 
 
 def train_transform(image_size: int, crop_min_scale: float, flip: bool) -> v2.Compose:
@@ -77,7 +77,7 @@ def _loader(images: DecodedImages, batches: list, num_workers: int, pin_memory: 
     return DataLoader(images, batch_sampler=batches, num_workers=num_workers, pin_memory=pin_memory)
 
 
-class StreamingLoader:
+class StreamingLoader(BatchLoader):
     def __init__(
         self,
         files: ImageFiles,
@@ -95,14 +95,8 @@ class StreamingLoader:
         world_size: int = 1,
         num_workers: int = 4,
     ):
-        if batch_size % world_size:
-            raise ValueError(f"batch size {batch_size} is not divisible by {world_size} processes")
+        super().__init__(len(files), batch_size, device, mean, std, train, seed, rank, world_size)
         self.files = files
-        self.device = torch.device(device)
-        self.batch_size = batch_size
-        self.train = train
-        self.seed = seed
-        self.rank, self.world_size = rank, world_size
         self.num_workers = num_workers
         self.image_size = image_size
         if train:
@@ -110,17 +104,6 @@ class StreamingLoader:
         else:
             transform = eval_transform(image_size, eval_crop)
         self.images = DecodedImages(files, transform, image_size)
-        shape = (1, -1, 1, 1)
-        self.mean = torch.tensor(mean, device=self.device).view(shape) * 255.0
-        self.std = torch.tensor(std, device=self.device).view(shape) * 255.0
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        n = len(self.files)
-        return n // self.batch_size if self.train else math.ceil(n / self.batch_size)
 
     def global_batches(self) -> list[list[tuple[int, Optional[int]]]]:
         """This epoch's global batches as (image index, augmentation seed) pairs."""
@@ -144,7 +127,7 @@ class StreamingLoader:
         for x, y in loader:
             _check(self.files.paths, y)
             x = x.to(self.device, non_blocking=True)
-            yield (x.float() - self.mean) / self.std, y.to(self.device, non_blocking=True)
+            yield self.normalize(x), y.to(self.device, non_blocking=True)
         for _ in range(empty_tail):
             yield (torch.empty(0, 3, self.image_size, self.image_size, device=self.device),
                    torch.empty(0, dtype=torch.long, device=self.device))
