@@ -10,7 +10,8 @@ Each batch is timed twice per repeat, full network and predictor, in alternating
 of the summed batch times. Reported: wall-clock speed-up (full / predictor), FLOPs-predicted
 speed-up (F_K / average F spent per sample) and their ratio, the efficiency.
 
-    .venv/bin/python benchmarks/early_exit.py --checkpoint /tmp/mate_bench/bench_ckpt/best.pt
+    .venv/bin/mate train run.name=main_mate          # the main job, if not trained yet
+    .venv/bin/python benchmarks/early_exit.py --checkpoint runs/main_mate/best.pt --repeats 5
 """
 from __future__ import annotations
 
