@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from mate import EarlyExitPredictor
+from mate import EarlyExitPredictor, prepare_for_inference, tune_cpu_allocator
 from mate.engine import collect_exit_logits
 from mate.evaluation import budget_curve, exit_costs, exit_scores, simulate
 from mate.evaluation.trained import load_trained
@@ -30,18 +30,24 @@ from mate.evaluation.trained import load_trained
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="a .pt file written by mate train")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[256], help="one or more batch sizes")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--score", default="max_prob", choices=["max_prob", "neg_entropy", "patience"])
     parser.add_argument("--tolerance", type=float, default=0.5, help="accuracy points below the last exit")
-    parser.add_argument("--channels-last", action="store_true", help="NHWC weights and inputs")
+    parser.add_argument("--as-trained", action="store_true",
+                        help="run the network as trained (no BatchNorm folding, NCHW) instead of "
+                             "prepare_for_inference's folded NHWC copy")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc malloc's thresholds alone (the mate command tunes them)")
     args = parser.parse_args()
 
+    tuned = False if args.default_malloc else tune_cpu_allocator()
     trained = load_trained(args.checkpoint, ["run.device=cpu"])
-    model = trained.model
+    model = trained.model.eval() if args.as_trained else prepare_for_inference(trained.model)
     costs = exit_costs(model)
-    val = collect_exit_logits(model, trained.data.val)
-    test = collect_exit_logits(model, trained.data.test)
+    with torch.inference_mode():  # the logits of the network that runs, for calibration and simulation
+        val = collect_exit_logits(model, trained.data.val)
+        test = collect_exit_logits(model, trained.data.test)
     last_acc = test.exit_accuracy()[-1]
     curve = budget_curve(val, test, costs.flops, args.score)
     within = [p for p in curve if p.accuracy >= last_acc - args.tolerance]
@@ -49,19 +55,31 @@ def main() -> None:
         raise SystemExit(f"no q reaches {last_acc - args.tolerance:.2f}% test accuracy")
     point = min(within, key=lambda p: p.avg_flops)
     thresholds = torch.tensor(point.thresholds)
-
-    if args.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     predictor = EarlyExitPredictor(model, thresholds=thresholds[:-1], score=args.score, costs=costs)
+    sim = simulate(test, exit_scores(test.logits, args.score), thresholds, costs.flops)
     images = torch.cat([x for x, _ in trained.data.test])
-    n_full = len(images) // args.batch_size * args.batch_size
-    batches = [images[i:i + args.batch_size].contiguous(memory_format=fmt) for i in range(0, n_full, args.batch_size)]
+
+    print(f"checkpoint {args.checkpoint}; torch threads {torch.get_num_threads()}; "
+          f"{'as trained (NCHW, BatchNorm)' if args.as_trained else 'prepare_for_inference (BatchNorm folded, NHWC)'}; "
+          f"malloc {'tuned' if tuned else 'default'}; score {args.score}")
+    print(f"last exit test acc {last_acc:.2f}%; operating point q = {point.q:.2f}, test acc {point.accuracy:.2f}%, "
+          f"thresholds {' '.join(f'{t:.4f}' for t in point.thresholds[:-1])}")
+    rows = [measure(model, predictor, images, sim, costs, b, args.repeats) for b in args.batch_size]
+    print("| batch | F_K (MFLOPs) | avg spent (MFLOPs) | FLOPs-predicted speed-up | wall-clock speed-up | efficiency |"
+          " time-predicted speed-up | wall-clock / time-predicted |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(r)
+
+
+def measure(model, predictor, images, sim, costs, batch_size: int, repeats: int) -> str:
+    n_full = len(images) // batch_size * batch_size
+    batches = [images[i:i + batch_size] for i in range(0, n_full, batch_size)]
 
     # the predictor's decisions on these batches are the offline simulation's
     exits = torch.cat([predictor(x).exits for x in batches])
-    sim = simulate(test, exit_scores(test.logits, args.score), thresholds, costs.flops)
-    matches = torch.equal(exits, sim.exits[:n_full])
+    if not torch.equal(exits, sim.exits[:n_full]):
+        raise SystemExit(f"batch {batch_size}: the predictor's exits differ from the offline simulation")
 
     def run_full(x):
         with torch.inference_mode():
@@ -84,7 +102,7 @@ def main() -> None:
     full_t, pred_t = [], []
     for x in batches[:2]:  # warm-up
         run_full(x), predictor(x)
-    for r in range(args.repeats):
+    for r in range(repeats):
         t_full = t_pred = 0.0
         for i, x in enumerate(batches):
             order = (run_full, predictor) if (i + r) % 2 == 0 else (predictor, run_full)
@@ -101,32 +119,23 @@ def main() -> None:
     t_full, t_pred = statistics.median(full_t), statistics.median(pred_t)
     # Where the FLOPs model and the CPU disagree: the time each stage takes on a full batch,
     # accumulated like F_k, predicts the speed-up if per-sample time did not depend on batch size.
-    pieces = [stage_times(x) for x in batches[: min(8, len(batches))] for _ in range(args.repeats)]
+    pieces = [stage_times(x) for x in batches[: min(8, len(batches))] for _ in range(repeats)]
     piece_t = [statistics.median(p[k] for p in pieces) for k in range(model.num_exits)]
     cum_t = torch.tensor(piece_t, dtype=torch.float64).cumsum(0)
     avg_flops = float(costs.as_tensor()[exits].mean())
     wall = t_full / t_pred
     predicted = costs.flops[-1] / avg_flops
     shares = torch.bincount(exits, minlength=model.num_exits).double() / len(exits)
-
-    print(f"checkpoint {args.checkpoint}; {len(batches)} batches of {args.batch_size}; torch threads "
-          f"{torch.get_num_threads()}; {'NHWC' if args.channels_last else 'NCHW'}; score {args.score}")
-    print(f"last exit test acc {last_acc:.2f}%; operating point q = {point.q:.2f}, test acc {point.accuracy:.2f}%, "
-          f"thresholds {' '.join(f'{t:.4f}' for t in point.thresholds[:-1])}")
-    print("exit shares " + " / ".join(f"{s:.3f}" for s in shares.tolist())
-          + f"; predictor decisions equal the offline simulation: {'yes' if matches else 'NO'}")
-    print(f"full network {t_full * 1e3:.0f} ms, predictor {t_pred * 1e3:.0f} ms (median of {args.repeats} repeats, "
-          f"all batches)")
     time_predicted = float(cum_t[-1] / (shares * cum_t).sum())
-    print("share of the full batch time spent up to exit k: "
+    print(f"batch {batch_size}: {len(batches)} batches; exit shares " + " / ".join(f"{s:.3f}" for s in shares.tolist())
+          + "; predictor exits equal the offline simulation")
+    print(f"  full network {t_full * 1e3:.0f} ms, predictor {t_pred * 1e3:.0f} ms (median of {repeats} repeats, "
+          f"all batches)")
+    print("  share of the full batch time spent up to exit k: "
           + " / ".join(f"{float(c / cum_t[-1]):.3f}" for c in cum_t)
           + "; share of F_K: " + " / ".join(f"{r:.3f}" for r in costs.relative()))
-    print(f"time-predicted speed-up (stage times at batch {args.batch_size}, weighted by exit shares): "
-          f"{time_predicted:.2f}x; wall-clock / time-predicted = {wall / time_predicted:.3f}")
-    print("| batch | F_K (MFLOPs) | avg spent (MFLOPs) | FLOPs-predicted speed-up | wall-clock speed-up | efficiency |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    print(f"| {args.batch_size} | {costs.flops[-1] / 1e6:.2f} | {avg_flops / 1e6:.2f} | {predicted:.2f}x | "
-          f"{wall:.2f}x | {wall / predicted:.3f} |")
+    return (f"| {batch_size} | {costs.flops[-1] / 1e6:.2f} | {avg_flops / 1e6:.2f} | {predicted:.2f}x | "
+            f"{wall:.2f}x | {wall / predicted:.3f} | {time_predicted:.2f}x | {wall / time_predicted:.3f} |")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from mate import EarlyExitPredictor
+from mate import EarlyExitPredictor, prepare_for_inference
 from mate.cli import main
 from mate.engine import collect_exit_logits, train
 from mate.errors import ConfigError, MateError
@@ -51,6 +51,33 @@ def test_predictor_equals_the_offline_simulation(trained, score):
         assert torch.equal(flops, sim.flops)
         used_exits |= set(exits.tolist())
     assert used_exits == {0, 1, 2, 3}  # the check covers samples leaving at every exit
+
+
+@pytest.mark.parametrize("score", ["max_prob", "patience"])
+def test_prepared_nhwc_model_equals_its_offline_simulation(trained, score):
+    """BatchNorm folded, NHWC weights, NCHW inputs: compaction keeps the feature maps NHWC and the
+    decisions are still exactly the simulation's on the prepared model's own logits."""
+    prepared = prepare_for_inference(trained.model)
+    stem_conv = next(m for m in prepared.stem.modules() if isinstance(m, torch.nn.Conv2d))
+    assert stem_conv.weight.is_contiguous(memory_format=torch.channels_last) and stem_conv.bias is not None
+    with torch.inference_mode():
+        val = collect_exit_logits(prepared, trained.data.val)
+        test = collect_exit_logits(prepared, trained.data.test)
+    torch.testing.assert_close(test.logits, trained.test_logits.logits, rtol=1e-4, atol=1e-4)
+    thresholds = calibrate_thresholds(exit_scores(val.logits, score), geometric_shares(1.0, 4))
+    predictor = EarlyExitPredictor(prepared, thresholds=thresholds[:-1], score=score)
+    sim = simulate(test, exit_scores(test.logits, score), thresholds, predictor.costs.flops)
+    seen_formats = []
+    stage = prepared.stages[1]
+    hook = stage.register_forward_pre_hook(lambda m, inp: seen_formats.append(
+        inp[0].is_contiguous(memory_format=torch.channels_last)))
+    try:
+        preds, exits, _ = run_predictor(predictor, trained.data.test)
+    finally:
+        hook.remove()
+    assert torch.equal(exits, sim.exits) and torch.equal(preds, sim.predictions)
+    assert set(exits.tolist()) == {0, 1, 2, 3}
+    assert seen_formats and all(seen_formats)  # compacted batches stay NHWC
 
 
 def test_samples_exactly_at_a_threshold_exit_in_both(trained):
@@ -144,7 +171,8 @@ def test_predict_command_on_a_split_matches_the_predictor(trained, tmp_path, cap
     out = tmp_path / "pred.csv"
     assert main(["predict", str(trained.checkpoint), "--threshold", "0.9", "--split", "test", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    predictor = EarlyExitPredictor(trained.model, thresholds=0.9)
+    # the command runs the prepared (folded, NHWC) network, as a deployment would
+    predictor = EarlyExitPredictor(prepare_for_inference(trained.model), thresholds=0.9)
     preds, exits, flops = run_predictor(predictor, trained.data.test)
     acc = (preds == trained.test_logits.labels).float().mean().item() * 100
     assert f"accuracy {acc:.2f}%" in text
@@ -153,6 +181,10 @@ def test_predict_command_on_a_split_matches_the_predictor(trained, tmp_path, cap
     assert [int(r["prediction"]) for r in rows] == preds.tolist()
     assert main(["predict", str(trained.checkpoint), "--budget", "0.01"]) == 2
     assert "Raise --budget" in capsys.readouterr().err
+    # --as-trained runs the checkpoint's network unchanged
+    assert main(["predict", str(trained.checkpoint), "--threshold", "0.9", "--as-trained", "--out", str(out)]) == 0
+    _, exits, _ = run_predictor(EarlyExitPredictor(trained.model, thresholds=0.9), trained.data.test)
+    assert [int(r["exit"]) - 1 for r in csv.DictReader(out.open())] == exits.tolist()
 
 
 def test_predict_command_on_a_folder_of_images(trained, tmp_path, capsys):
@@ -169,7 +201,7 @@ def test_predict_command_on_a_folder_of_images(trained, tmp_path, capsys):
     assert [r["image"].rsplit("/", 1)[-1] for r in rows] == ["big_rgb.jpg"] + [f"img_{i}.png" for i in range(5)]
     # the PNGs are the first test images: the same outcome as the predictor on the loader's tensors
     x, _ = next(iter(trained.data.test))
-    r = EarlyExitPredictor(trained.model, thresholds=0.9)(x[:5])
+    r = EarlyExitPredictor(prepare_for_inference(trained.model), thresholds=0.9)(x[:5])
     assert [int(row["prediction"]) for row in rows[1:]] == r.predictions.tolist()
     assert [int(row["exit"]) - 1 for row in rows[1:]] == r.exits.tolist()
     assert rows[1]["class"] == trained.class_names()[r.predictions[0]]

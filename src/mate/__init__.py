@@ -15,11 +15,12 @@ from .models import MultiExitNetwork, MultiExitOutput, create_model, list_models
 from .objectives import create_objective, list_objectives  # noqa: E402
 from .data import list_datasets, load_dataset  # noqa: E402
 from .config import Config, load_config  # noqa: E402
-from .inference import EarlyExitPredictor  # noqa: E402
+from .inference import EarlyExitPredictor, prepare_for_inference  # noqa: E402
+from .runtime import tune_cpu_allocator  # noqa: E402
 
 __all__ = [
     "__version__", "create_model", "list_models", "create_objective", "list_objectives",
     "load_dataset", "list_datasets", "Config", "load_config", "MultiExitNetwork", "MultiExitOutput",
     "MateError", "ConfigError", "DataError", "CheckpointError", "TrainingDiverged",
-    "EarlyExitPredictor",
+    "EarlyExitPredictor", "prepare_for_inference", "tune_cpu_allocator",
 ]

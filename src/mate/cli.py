@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 
 from . import __version__
 from .errors import MateError
+from .runtime import tune_cpu_allocator
 
 DESCRIPTION = """\
 MATE: multi-exit self-distillation with appropriate teachers.
@@ -241,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", metavar="DIR", help="predict the PNG/JPEG files of DIR instead of a split")
     p.add_argument("--out", metavar="CSV", help="write one row per sample: prediction, exit, MFLOPs")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--as-trained", action="store_true",
+                   help="run the network as trained, without folding BatchNorm into the convolutions "
+                        "(and without NHWC weights on CPU)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. data.root=DIR")
     p.set_defaults(func=cmd_predict)
 
@@ -252,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    tune_cpu_allocator()
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

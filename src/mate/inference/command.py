@@ -11,6 +11,7 @@ from ..engine.evaluate import collect_exit_logits
 from ..errors import ConfigError, MateError
 from ..evaluation.trained import load_trained
 from .images import list_images, load_images
+from .optimize import prepare_for_inference
 from .predictor import EarlyExitPredictor, EarlyExitResult
 
 
@@ -25,7 +26,9 @@ def predict_command(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     trained = load_trained(args.checkpoint, args.overrides)
-    model, data = trained.model, trained.data
+    data = trained.data
+    # thresholds are calibrated on the network that runs, so the results are the offline simulation's
+    model = trained.model if args.as_trained else prepare_for_inference(trained.model)
     if args.budget is not None:
         if data.val is None:
             raise MateError("--budget calibrates thresholds on the validation split, and this run has none "

@@ -90,8 +90,6 @@ class EarlyExitPredictor:
         if n == 1:
             rows = rows.repeat(2)
             x = x.repeat(2, 1, 1, 1)
-        # index_select returns a contiguous tensor; keep NHWC inputs in NHWC for the later convolutions
-        channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
         thresholds = self.thresholds.tolist()
         last = model.num_exits - 1
         state = None
@@ -115,9 +113,12 @@ class EarlyExitPredictor:
                 break
             if staying.numel() == 1:
                 staying = staying.repeat(2)
-            h = h.index_select(0, staying)
-            if channels_last:
-                h = h.contiguous(memory_format=torch.channels_last)
+            if h.dim() == 4 and not h.is_contiguous() and h.is_contiguous(memory_format=torch.channels_last):
+                # an NHWC feature map (an NHWC model's, or NHWC inputs'): select rows of the NHWC
+                # storage so that the later convolutions get NHWC again, in one copy
+                h = h.permute(0, 2, 3, 1).index_select(0, staying).permute(0, 3, 1, 2)
+            else:
+                h = h.index_select(0, staying)
             rows = rows.index_select(0, staying)
             state = select_state(state, staying)
         return EarlyExitResult(predictions, exits, self.flops.to(device)[exits])
