@@ -213,3 +213,109 @@ def test_flops_command_on_a_checkpoint(trained, capsys):
     assert main(["flops", str(trained.checkpoint), "--json"]) == 0
     assert f'"flops": {EarlyExitPredictor(trained.model, thresholds=0.5).costs.flops}'.replace("'", "") \
         in capsys.readouterr().out
+
+
+# ---- the exported stage graphs, run by ONNX Runtime ----
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    folder = tmp_path_factory.mktemp("export")
+    assert main(["export", str(trained.checkpoint), "--budget", "25", "--out", str(folder)]) == 0
+    return folder
+
+
+def _onnx_run(predictor, loader):
+    results = [predictor(x.numpy()) for x, _ in loader]
+    return (np.concatenate([r.predictions for r in results]), np.concatenate([r.exits for r in results]),
+            np.concatenate([r.flops for r in results]))
+
+
+@pytest.mark.parametrize("score", ["max_prob", "neg_entropy", "patience"])
+def test_onnx_predictor_equals_its_offline_simulation(trained, exported, score):
+    from mate.inference import OnnxEarlyExitPredictor
+    from mate.inference.onnx_predictor import numpy_score_step
+
+    images = torch.cat([x for x, _ in trained.data.test]).numpy()
+    probe = OnnxEarlyExitPredictor(exported, thresholds=0.5, score=score)
+    logits = probe.stage_logits(images)  # every stage on every row, one batch of 10,000
+    # ONNX Runtime's logits are PyTorch's up to float rounding
+    np.testing.assert_allclose(np.stack(logits), trained.test_logits.logits.numpy(), rtol=1e-4, atol=1e-4)
+    # numpy_score_step computes the same scores as the PyTorch function, up to rounding
+    state, tstate = None, None
+    from mate.evaluation.scores import score_step
+    for z in logits:
+        s, state = numpy_score_step(z, score, state)
+        t, tstate = score_step(torch.from_numpy(z), score, tstate)
+        np.testing.assert_allclose(s, t.numpy(), rtol=1e-5, atol=1e-6)
+    # thresholds sitting exactly on samples' own scores, at shares that use every exit
+    scores = []
+    state = None
+    for z in logits:
+        s, state = numpy_score_step(z, score, state)
+        scores.append(s)
+    thresholds = calibrate_thresholds(torch.from_numpy(np.stack(scores)), geometric_shares(1.0, 4))[:-1].numpy()
+    predictor = OnnxEarlyExitPredictor(exported, thresholds=thresholds, score=score)
+    sim = predictor.offline_exits(logits)
+    preds, exits, flops = _onnx_run(predictor, trained.data.test)  # batches of 250, compacted per stage
+    assert np.array_equal(exits, sim.exits) and np.array_equal(preds, sim.predictions)
+    assert np.array_equal(flops, sim.flops)
+    assert set(exits.tolist()) == {0, 1, 2, 3}
+    # single samples run as two copies and agree too
+    for i in np.flatnonzero(sim.exits == 3)[:2].tolist() + [0, 1]:
+        r = predictor(images[i:i + 1])
+        assert (r.exits[0], r.predictions[0]) == (sim.exits[i], sim.predictions[i])
+
+
+def test_export_command_stores_the_budget_operating_point(trained, exported):
+    import json
+
+    from mate.inference import OnnxEarlyExitPredictor
+
+    manifest = json.loads((exported / "manifest.json").read_text())
+    expected = EarlyExitPredictor(trained.model, budget=25e6, calibration=trained.val_logits)
+    assert manifest["thresholds"] == pytest.approx(expected.thresholds[:-1].tolist())
+    assert manifest["score"] == "max_prob" and manifest["class_names"] == trained.class_names()
+    assert manifest["mean"] == pytest.approx(list(trained.data.splits.mean))
+    predictor = OnnxEarlyExitPredictor(exported)  # the manifest's operating point
+    _, exits, flops = _onnx_run(predictor, trained.data.test)
+    _, torch_exits, torch_flops = run_predictor(expected, trained.data.test)
+    # the same operating point: the two runtimes' logits differ by rounding only
+    assert (exits == torch_exits.numpy()).mean() > 0.999
+    assert flops.mean() == pytest.approx(torch_flops.mean().item(), rel=1e-3)
+
+
+def test_predict_command_runs_an_export_folder(trained, exported, tmp_path, capsys):
+    from PIL import Image
+
+    from mate.inference import OnnxEarlyExitPredictor
+
+    images = trained.data.splits.test.images[:6, 0].numpy()
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, img in enumerate(images):
+        Image.fromarray(img).save(folder / f"img_{i}.png")
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(exported), "--images", str(folder), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    x, _ = next(iter(trained.data.test))
+    r = OnnxEarlyExitPredictor(exported)(x[:6].numpy())
+    assert [int(row["exit"]) - 1 for row in rows] == r.exits.tolist()
+    assert [row["class"] for row in rows] == [trained.class_names()[c] for c in r.predictions]
+    capsys.readouterr()
+    assert main(["predict", str(exported), "--split", "test"]) == 2
+    assert "give --images" in capsys.readouterr().err
+    assert main(["predict", str(exported), "--images", str(folder), "--budget", "20"]) == 2
+    assert main(["predict", str(trained.checkpoint), "--split", "test"]) == 2
+    assert "give --budget" in capsys.readouterr().err
+
+
+def test_onnx_predictor_errors_are_clear(exported, tmp_path):
+    from mate.inference import OnnxEarlyExitPredictor
+
+    with pytest.raises(MateError, match="no manifest.json"):
+        OnnxEarlyExitPredictor(tmp_path)
+    with pytest.raises(ConfigError, match="give 1 or 3 thresholds"):
+        OnnxEarlyExitPredictor(exported, thresholds=[0.9, 0.8])
+    with pytest.raises(ConfigError, match="expected images of shape N x 1 x 28 x 28"):
+        OnnxEarlyExitPredictor(exported)(np.zeros((2, 3, 28, 28), np.float32))

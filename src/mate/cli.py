@@ -31,6 +31,8 @@ examples:
   mate flops runs/fashion_mnist-resnet18-mate-s0/best.pt    FLOPs and parameters per exit
   mate budget RUN_A/best.pt RUN_B/best.pt --out budget      accuracy vs average FLOPs, one plot
   mate predict RUN/best.pt --budget 30 --split test         batched early exit at 30 MFLOPs/sample
+  mate export RUN/best.pt --budget 30 --out export/         ONNX graphs + thresholds for deployment
+  mate predict export/ --images my_images/                  early exit with ONNX Runtime
 """
 
 
@@ -166,6 +168,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return predict_command(args)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .inference.command import export_command
+
+    return export_command(args)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from . import list_datasets, list_models, list_objectives
 
@@ -233,10 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="batched early-exit prediction on a dataset split or a folder of images",
                        description="Run the early-exit predictor; print accuracy and cost (split) or one line per image.")
-    p.add_argument("checkpoint", help="a .pt file written by mate train")
-    how = p.add_mutually_exclusive_group(required=True)
+    p.add_argument("checkpoint", help="a .pt file written by mate train, or a folder written by mate export "
+                                      "(run with ONNX Runtime; --images only)")
+    how = p.add_mutually_exclusive_group()
     how.add_argument("--budget", type=float, metavar="MFLOPS", help="average MFLOPs per sample; thresholds calibrated on the validation split")
-    how.add_argument("--threshold", metavar="T[,T...]", help="one threshold for every exit but the last, or one per exit")
+    how.add_argument("--threshold", metavar="T[,T...]", help="one threshold for every exit but the last, or one per exit "
+                                                            "(an export folder: default the manifest's)")
     p.add_argument("--score", choices=["max_prob", "neg_entropy", "patience"], default="max_prob")
     p.add_argument("--split", choices=["test", "val"], default="test", help="dataset split to predict (default: test)")
     p.add_argument("--images", metavar="DIR", help="predict the PNG/JPEG files of DIR instead of a split")
@@ -247,6 +257,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "(and without NHWC weights on CPU)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. data.root=DIR")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="ONNX graphs (all exits; one per stage) and a manifest for deployment",
+                       description="Export a checkpoint to ONNX: multi_exit.onnx, stage_1..K.onnx and manifest.json "
+                                   "(shapes, mean/std, FLOPs per exit, score and thresholds). Run it with "
+                                   "`mate predict EXPORT_DIR --images DIR` or mate.inference.OnnxEarlyExitPredictor.")
+    p.add_argument("checkpoint", help="a .pt file written by mate train")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--budget", type=float, metavar="MFLOPS", help="store the thresholds for this average cost "
+                                                                   "(calibrated on the validation split)")
+    how.add_argument("--threshold", metavar="T[,T...]", help="store these thresholds")
+    p.add_argument("--score", choices=["max_prob", "neg_entropy", "patience"], default="max_prob")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. data.root=DIR")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("list", help="registered models, objectives and datasets")
     p.set_defaults(func=cmd_list)

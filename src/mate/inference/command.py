@@ -22,21 +22,30 @@ def _thresholds(text: str) -> list[float]:
         raise ConfigError(f"--threshold {text!r}: give numbers separated by commas, e.g. 0.9 or 0.95,0.9,0.8") from None
 
 
+def _calibrated(trained, model, args):
+    """An EarlyExitPredictor for --budget (thresholds calibrated on validation) or --threshold."""
+    if args.budget is not None:
+        if trained.data.val is None:
+            raise MateError("--budget calibrates thresholds on the validation split, and this run has none "
+                            "(data.val_size=0); use --threshold, or the override data.val_size=5000")
+        with torch.inference_mode():
+            calibration = collect_exit_logits(model, trained.data.val)
+        return EarlyExitPredictor(model, budget=args.budget * 1e6, calibration=calibration, score=args.score)
+    return EarlyExitPredictor(model, thresholds=_thresholds(args.threshold), score=args.score)
+
+
 def predict_command(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if Path(args.checkpoint).is_dir() and (Path(args.checkpoint) / "manifest.json").is_file():
+        return _predict_onnx(args)
+    if args.budget is None and args.threshold is None:
+        raise ConfigError("give --budget MFLOPS or --threshold T[,T...]")
     trained = load_trained(args.checkpoint, args.overrides)
     data = trained.data
     # thresholds are calibrated on the network that runs, so the results are the offline simulation's
     model = trained.model if args.as_trained else prepare_for_inference(trained.model)
-    if args.budget is not None:
-        if data.val is None:
-            raise MateError("--budget calibrates thresholds on the validation split, and this run has none "
-                            "(data.val_size=0); use --threshold, or the override data.val_size=5000")
-        calibration = collect_exit_logits(model, data.val)
-        predictor = EarlyExitPredictor(model, budget=args.budget * 1e6, calibration=calibration, score=args.score)
-    else:
-        predictor = EarlyExitPredictor(model, thresholds=_thresholds(args.threshold), score=args.score)
+    predictor = _calibrated(trained, model, args)
     flops = predictor.costs.flops
     thresholds = " ".join(f"{t:.4g}" for t in predictor.thresholds.tolist()[:-1])
     how = f"budget {args.budget} MFLOPs (q = {predictor.q:.2f})" if args.budget is not None else "given thresholds"
@@ -73,15 +82,74 @@ def predict_command(args: argparse.Namespace) -> int:
         print(f"{args.split}: {len(labels)} images, accuracy {acc:.2f}%, average {result.mean_flops / 1e6:.2f} MFLOPs "
               f"({result.mean_flops / flops[-1]:.3f} of the full network), exit shares "
               + " / ".join(f"{s:.3f}" for s in shares.tolist()))
-    if args.out:
-        try:
-            with open(args.out, "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(header)
-                w.writerows(rows)
-        except OSError as exc:
-            raise MateError(f"cannot write {args.out}: {exc.strerror}") from None
-        print(f"wrote {args.out}")
+    _write_csv(args.out, header, rows)
+    return 0
+
+
+def _write_csv(path, header, rows) -> None:
+    if not path:
+        return
+    try:
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            w.writerows(rows)
+    except OSError as exc:
+        raise MateError(f"cannot write {path}: {exc.strerror}") from None
+    print(f"wrote {path}")
+
+
+def _predict_onnx(args: argparse.Namespace) -> int:
+    """``mate predict EXPORT_DIR --images DIR``: the exported stage graphs, run by ONNX Runtime."""
+    from .onnx_predictor import OnnxEarlyExitPredictor
+
+    if args.budget is not None:
+        raise ConfigError("an export folder has no validation data to calibrate a budget on; use the thresholds "
+                          "stored by `mate export --budget`, or --threshold")
+    if not args.images:
+        raise ConfigError("an export folder has no dataset; give --images DIR")
+    if args.overrides:
+        raise ConfigError(f"overrides ({' '.join(args.overrides)}) apply to checkpoints, not to an export folder")
+    thresholds = _thresholds(args.threshold) if args.threshold else None
+    predictor = OnnxEarlyExitPredictor(args.checkpoint, thresholds=thresholds,
+                                       score=args.score if args.threshold else None)
+    manifest = predictor.manifest
+    c, h, _ = manifest["input_shape"]
+    names = manifest.get("class_names") or [str(i) for i in range(manifest["num_classes"])]
+    print(f"ONNX Runtime, score {predictor.score}, thresholds "
+          + " ".join(f"{t:.4g}" for t in predictor.thresholds[:-1].tolist())
+          + f"; full network {predictor.flops[-1] / 1e6:.2f} MFLOPs")
+    paths = list_images(args.images)
+    rows = []
+    for i in range(0, len(paths), args.batch_size):
+        chunk = paths[i:i + args.batch_size]
+        x = load_images(chunk, c, h, manifest["mean"], manifest["std"]).numpy()
+        r = predictor(x)
+        for p, cls, e, f in zip(chunk, r.predictions, r.exits, r.flops):
+            rows.append([str(p), int(cls), names[int(cls)], int(e) + 1, f"{f / 1e6:.4f}"])
+            print(f"{p}: {names[int(cls)]} (class {int(cls)}), exit {int(e) + 1}, {f / 1e6:.4f} MFLOPs")
+    _write_csv(args.out, ["image", "prediction", "class", "exit", "mflops"], rows)
+    return 0
+
+
+def export_command(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    trained = load_trained(args.checkpoint, args.overrides)
+    thresholds = score = None
+    if args.budget is not None or args.threshold is not None:
+        predictor = _calibrated(trained, trained.model, args)
+        thresholds, score = predictor.thresholds[:-1].tolist(), args.score
+    splits = trained.data.splits
+    manifest = export_onnx(trained.model, args.out, thresholds=thresholds, score=score, mean=splits.mean,
+                           std=splits.std, class_names=trained.class_names())
+    files = ", ".join([manifest["multi_exit"], *manifest["stages"], "manifest.json"])
+    print(f"wrote {args.out}: {files}")
+    if thresholds is not None:
+        print(f"score {score}, thresholds " + " ".join(f"{t:.4g}" for t in thresholds)
+              + (f" (budget {args.budget} MFLOPs, q = {predictor.q:.2f})" if args.budget is not None else ""))
+    else:
+        print("no thresholds stored: give them to OnnxEarlyExitPredictor(..., thresholds=...) or mate predict --threshold")
     return 0
 
 

@@ -7,7 +7,8 @@
   the previous stage's feature map (the image for stage 1, which includes the stem) and giving
   ``features`` (the input of stage k+1; absent from the last stage) and ``logits``;
 - ``manifest.json``: shapes, per-exit cumulative FLOPs and parameters, the graphs' file names
-  and, when given, the thresholds and score of an early-exit operating point.
+  and, when given, the input normalisation, the class names and the thresholds and score of an
+  early-exit operating point (what ``OnnxEarlyExitPredictor`` runs).
 
 The batch axis is dynamic in every graph, so a runtime can compact the batch between stages.
 """
@@ -68,7 +69,7 @@ def _export(module: nn.Module, example: Tensor, path: Path, input_name: str, out
 @torch.no_grad()
 def export_onnx(model: MultiExitNetwork, folder: str | Path, thresholds: Optional[Sequence[float]] = None,
                 score: Optional[str] = None, mean: Optional[Sequence[float]] = None,
-                std: Optional[Sequence[float]] = None) -> dict:
+                std: Optional[Sequence[float]] = None, class_names: Optional[Sequence[str]] = None) -> dict:
     """Write the full graph, the stage graphs and the manifest into ``folder``; return the manifest."""
     folder = Path(folder)
     try:
@@ -103,6 +104,7 @@ def export_onnx(model: MultiExitNetwork, folder: str | Path, thresholds: Optiona
         "multi_exit": "multi_exit.onnx", "stages": stage_files,
         "flops": costs.flops, "params": costs.params, "opset": OPSET,
         "score": score, "thresholds": list(map(float, thresholds)) if thresholds is not None else None,
+        "class_names": list(map(str, class_names)) if class_names is not None else None,
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest

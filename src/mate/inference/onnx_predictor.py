@@ -1,0 +1,210 @@
+"""Batched early exit on an ONNX export, with ONNX Runtime: for deployment without PyTorch kernels.
+
+``OnnxEarlyExitPredictor(folder)`` loads what ``export_onnx`` wrote (the stage graphs and the
+manifest with thresholds and score) and runs a batch exactly as ``EarlyExitPredictor`` does:
+stage by stage, the samples that pass exit k's threshold leave, the rest are compacted (one
+NumPy ``take``) and go on. It works on NumPy arrays, and its scores are computed in NumPy
+(``numpy_score_step``: the same formulas as ``mate.evaluation.score_step``, in float32).
+
+Exactness: ``offline_exits(stage_logits(images))`` is the offline simulation for this runtime
+(every stage on every row, then the first exit whose score passes). The predictor's exits and
+predictions equal it exactly (tests/test_onnx_predictor.py), for the reason given in
+predictor.py: a row's arithmetic does not depend on which rows share its batch, except in a
+batch of one, which is never run (a lone sample runs as two copies). Its logits differ from
+PyTorch's by float rounding (ONNX Runtime folds BatchNorm and fuses activations itself), so the
+PyTorch predictor and this one may disagree on a sample whose score sits within ~1e-6 of a
+threshold.
+
+One session per stage. The sessions' worker threads do not spin while waiting (spinning threads
+of three idle sessions took the cores from the busy one: 3x slower on 2 cores).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, MateError
+
+SCORES = ("max_prob", "neg_entropy", "patience")
+
+
+@dataclass
+class OnnxEarlyExitResult:
+    predictions: np.ndarray  # N, int64
+    exits: np.ndarray  # N, int64, 0-based
+    flops: np.ndarray  # N, float64: F_k of each sample's exit
+
+    @property
+    def mean_flops(self) -> float:
+        return float(self.flops.mean())
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def numpy_score_step(logits: np.ndarray, score: str, state=None):
+    """Scores of one exit's B x C float32 logits and the state for the next exit (patience)."""
+    logits = np.asarray(logits, dtype=np.float32)
+    if score == "max_prob":
+        return _softmax(logits).max(axis=1), None
+    if score == "neg_entropy":
+        z = logits - logits.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return (np.exp(logp) * logp).sum(axis=1), None
+    if score == "patience":
+        pred = logits.argmax(axis=1)
+        if state is None:
+            count = np.ones_like(pred)
+        else:
+            prev_pred, prev_count = state
+            count = np.where(pred == prev_pred, prev_count + 1, 1)
+        return count.astype(np.float32) + np.float32(0.5) * _softmax(logits).max(axis=1), (pred, count)
+    raise ConfigError(f"unknown exit score {score!r}; choose one of {', '.join(SCORES)}")
+
+
+class OnnxEarlyExitPredictor:
+    """Early exit over ``stage_1.onnx`` .. ``stage_K.onnx`` of an export folder.
+
+    thresholds: K-1 values (or one for all); default: the manifest's. score: default the
+    manifest's, else max_prob. threads: ONNX Runtime's intra-op threads (default: its own choice).
+    Inputs are normalised images, N x C x H x W float32 (``normalize`` applies the manifest's
+    mean/std to images in [0, 255]).
+    """
+
+    def __init__(self, folder: str | Path, thresholds: Optional[float | Sequence[float]] = None,
+                 score: Optional[str] = None, threads: Optional[int] = None,
+                 providers: Optional[Sequence[str]] = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise MateError("the ONNX predictor needs onnxruntime: pip install 'mate-distill[export]'") from None
+        folder = Path(folder)
+        try:
+            self.manifest = json.loads((folder / "manifest.json").read_text())
+        except FileNotFoundError:
+            raise MateError(f"{folder} has no manifest.json; write the folder with mate export") from None
+        except (OSError, ValueError) as exc:
+            raise MateError(f"cannot read {folder / 'manifest.json'}: {exc}") from None
+        k = int(self.manifest["num_exits"])
+        self.num_exits = k
+        self.score = score or self.manifest.get("score") or "max_prob"
+        if self.score not in SCORES:
+            raise ConfigError(f"unknown exit score {self.score!r}; choose one of {', '.join(SCORES)}")
+        if thresholds is None:
+            thresholds = self.manifest.get("thresholds")
+            if thresholds is None:
+                raise ConfigError(f"{folder}/manifest.json has no thresholds; give thresholds=...")
+        values = np.atleast_1d(np.asarray(thresholds, dtype=np.float32))
+        if values.size == 1:
+            values = np.repeat(values, k - 1)
+        if values.size == k:
+            values = values[:-1]
+        if values.size != k - 1:
+            raise ConfigError(f"give 1 or {k - 1} thresholds for a model with {k} exits, got {values.size}")
+        self.thresholds = np.concatenate([values, np.array([-math.inf], dtype=np.float32)])
+        self.flops = np.asarray(self.manifest["flops"], dtype=np.float64)
+
+        options = ort.SessionOptions()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        providers = list(providers or ["CPUExecutionProvider"])
+        self.sessions = []
+        for name in self.manifest["stages"]:
+            path = folder / name
+            if not path.is_file():
+                raise MateError(f"{path} is missing; export the model again")
+            self.sessions.append(ort.InferenceSession(str(path), options, providers=providers))
+        self._inputs = [s.get_inputs()[0].name for s in self.sessions]
+
+    def normalize(self, images: np.ndarray) -> np.ndarray:
+        """Images in [0, 255] (N x C x H x W) -> the network's input, with the manifest's mean/std."""
+        mean, std = self.manifest.get("mean"), self.manifest.get("std")
+        if mean is None or std is None:
+            raise ConfigError("the manifest has no mean/std; pass normalised images to predict()")
+        m = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1) * 255
+        s = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1) * 255
+        return ((np.asarray(images, dtype=np.float32) - m) / s).astype(np.float32)
+
+    def _check(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        shape = tuple(self.manifest["input_shape"])
+        if x.ndim != 4 or x.shape[1:] != shape or x.shape[0] == 0:
+            raise ConfigError(f"expected images of shape N x {' x '.join(map(str, shape))}, got {x.shape}")
+        return x
+
+    def stage_logits(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every exit's logits for every row (no early exit): the offline simulation's input."""
+        x = self._check(x)
+        n = len(x)
+        if n == 1:
+            x = np.repeat(x, 2, axis=0)
+        out = []
+        h = x
+        for k, session in enumerate(self.sessions):
+            result = session.run(None, {self._inputs[k]: h})
+            out.append(result[-1][:n])
+            h = result[0]
+        return out
+
+    def offline_exits(self, logits: Sequence[np.ndarray]) -> OnnxEarlyExitResult:
+        """The offline simulation: the first exit whose score passes its threshold, per sample."""
+        n = len(logits[0])
+        exits = np.full(n, self.num_exits - 1, dtype=np.int64)
+        decided = np.zeros(n, dtype=bool)
+        state = None
+        for k in range(self.num_exits - 1):
+            s, state = numpy_score_step(logits[k], self.score, state)
+            leave = (s >= self.thresholds[k]) & ~decided
+            exits[leave] = k
+            decided |= leave
+        stacked = np.stack([z.argmax(axis=1) for z in logits])
+        return OnnxEarlyExitResult(stacked[exits, np.arange(n)], exits, self.flops[exits])
+
+    def predict(self, x: np.ndarray) -> OnnxEarlyExitResult:
+        x = self._check(x)
+        n = len(x)
+        predictions = np.empty(n, dtype=np.int64)
+        exits = np.empty(n, dtype=np.int64)
+        rows = np.arange(n)
+        if n == 1:
+            rows, x = np.repeat(rows, 2), np.repeat(x, 2, axis=0)
+        last = self.num_exits - 1
+        state = None
+        h = x
+        for k, session in enumerate(self.sessions):
+            result = session.run(None, {self._inputs[k]: h})
+            logits = result[-1]
+            if k == last:
+                predictions[rows] = logits.argmax(axis=1)
+                exits[rows] = k
+                break
+            score, state = numpy_score_step(logits, self.score, state)
+            passes = score >= self.thresholds[k]
+            leaving = np.flatnonzero(passes)
+            if leaving.size:
+                predictions[rows[leaving]] = logits[leaving].argmax(axis=1)
+                exits[rows[leaving]] = k
+            staying = np.flatnonzero(~passes)
+            if staying.size == 0:
+                break
+            if leaving.size == 0:
+                h = result[0]
+                continue
+            if staying.size == 1:
+                staying = np.repeat(staying, 2)
+            h = result[0].take(staying, axis=0)
+            rows = rows[staying]
+            if state is not None:
+                state = (state[0][staying], state[1][staying])
+        return OnnxEarlyExitResult(predictions, exits, self.flops[exits])
+
+    __call__ = predict
