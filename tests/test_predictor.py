@@ -319,3 +319,19 @@ def test_onnx_predictor_errors_are_clear(exported, tmp_path):
         OnnxEarlyExitPredictor(exported, thresholds=[0.9, 0.8])
     with pytest.raises(ConfigError, match="expected images of shape N x 1 x 28 x 28"):
         OnnxEarlyExitPredictor(exported)(np.zeros((2, 3, 28, 28), np.float32))
+
+
+def test_export_command_with_given_thresholds_or_none(trained, tmp_path, capsys):
+    import json
+
+    pytest.importorskip("onnxruntime")
+    assert main(["export", str(trained.checkpoint), "--threshold", "2.5,3.5,4", "--score", "patience",
+                 "--out", str(tmp_path / "a")]) == 0
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["thresholds"] == [2.5, 3.5, 4.0] and manifest["score"] == "patience"
+    assert main(["export", str(trained.checkpoint), "--out", str(tmp_path / "b")]) == 0
+    assert "no thresholds stored" in capsys.readouterr().out
+    from mate.inference import OnnxEarlyExitPredictor
+    with pytest.raises(ConfigError, match="has no thresholds"):
+        OnnxEarlyExitPredictor(tmp_path / "b")
+    assert OnnxEarlyExitPredictor(tmp_path / "b", thresholds=0.9).thresholds[:3].tolist() == pytest.approx([0.9] * 3)
