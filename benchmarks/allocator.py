@@ -1,9 +1,10 @@
 """glibc malloc as it comes against mate.tune_cpu_allocator(), in one run.
 
-The allocator is a per-process setting, so each measurement is a fresh process: rounds of
-(default, tuned) processes, alternating which goes first, each timing --steps MATE training
-steps and --steps inference passes of a width-16 ResNet-18 (batch 256, 1x28x28) after a
-warm-up, and counting the minor page faults of those passes. Reported: medians over rounds and
+The allocator is a per-process setting, and glibc's own mmap threshold moves with what the
+process has freed so far, so each measurement is a fresh process: rounds of (default, tuned)
+processes, alternating which goes first, each timing --steps MATE training steps or --steps
+inference passes (a separate process each) of a width-16 ResNet-18 (batch 256, 1x28x28) after
+a warm-up of 3, and counting the minor page faults of those steps. Reported: medians over rounds and
 the ratio tuned / default (below 1: faster).
 
     .venv/bin/python benchmarks/allocator.py --rounds 6
@@ -21,7 +22,7 @@ import json, resource, statistics, sys, time, torch
 import mate
 from mate.engine.distributed import TrainStep
 tuned = mate.tune_cpu_allocator() if sys.argv[1] == "tuned" else False
-steps, width, batch = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+steps, width, batch, what = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 torch.manual_seed(0)
 model = mate.create_model("resnet18", num_classes=10, in_channels=1, width=width, input_size=28)
 model = model.to(memory_format=torch.channels_last)
@@ -38,7 +39,7 @@ def train_step():
 def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 out = {"applied": tuned}
-for name, fn in (("train", train_step), ("inference", None)):
+for name, fn in ((what, train_step if what == "train" else None),):
     if fn is None:
         model.eval()
         def fn():
@@ -68,9 +69,12 @@ def main() -> None:
     results = {"default": [], "tuned": []}
     for r in range(args.rounds):
         for mode in (("default", "tuned") if r % 2 == 0 else ("tuned", "default")):
-            cmd = [sys.executable, "-c", CHILD, mode, str(args.steps), str(args.width), str(args.batch)]
-            line = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-            results[mode].append(json.loads(line))
+            out = {}
+            for what in ("train", "inference"):
+                cmd = [sys.executable, "-c", CHILD, mode, str(args.steps), str(args.width), str(args.batch), what]
+                line = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+                out.update(json.loads(line))
+            results[mode].append(out)
     assert all(r["applied"] for r in results["tuned"]), "tune_cpu_allocator() did not apply on this system"
     print(f"ResNet-18 width {args.width}, batch {args.batch}, {args.rounds} rounds x {args.steps} steps")
     print("| measure | default malloc | tune_cpu_allocator() | tuned / default | page faults per step, default -> tuned |")

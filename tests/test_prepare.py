@@ -62,3 +62,27 @@ def test_nchw_and_no_folding_on_request():
     x = torch.randn(2, 1, 16, 16)
     with torch.no_grad():
         assert all(torch.equal(a, b) for a, b in zip(model(x).exit_logits, kept(x).exit_logits))
+
+
+class _Untraceable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(2)
+
+    def forward(self, x):
+        if x.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
+            return self.bn(self.conv(x))
+        return -self.bn(self.conv(x))
+
+
+def test_an_untraceable_block_is_left_unfolded_with_a_warning():
+    from mate.inference import fold_batchnorm
+
+    block = _Untraceable().eval()
+    x = torch.randn(3, 2, 5, 5)
+    with torch.no_grad():
+        expected = block(x)
+        with pytest.warns(UserWarning, match="BatchNorm left unfolded in _Untraceable"):
+            same = fold_batchnorm(block)
+        assert same is block and torch.equal(same(x), expected)

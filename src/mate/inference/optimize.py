@@ -18,6 +18,7 @@ what ``mate predict`` and ``benchmarks/early_exit.py`` do.
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Optional
 
 import torch
@@ -28,11 +29,20 @@ from ..models import MultiExitNetwork
 
 
 def fold_batchnorm(module: nn.Module) -> nn.Module:
-    """``module`` traced with torch.fx and every conv -> BatchNorm pair folded (eval mode)."""
+    """``module`` traced with torch.fx and every conv -> BatchNorm pair folded (eval mode).
+
+    A module torch.fx cannot trace (data-dependent control flow in a custom block) is returned
+    unfolded, with a warning: it still runs, only without the folding.
+    """
     module = module.eval()
     if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
         return module
-    return fuse(module, inplace=True)
+    try:
+        return fuse(module, inplace=True)
+    except Exception as exc:  # torch.fx raises several types for untraceable code
+        warnings.warn(f"BatchNorm left unfolded in {type(module).__name__}: torch.fx cannot trace it "
+                      f"({type(exc).__name__}: {exc})", stacklevel=2)
+        return module
 
 
 @torch.no_grad()
