@@ -89,7 +89,7 @@ class OnnxBackend:
         p, times, h = self.predictor, [], x
         t0 = time.perf_counter()
         for k, session in enumerate(p.sessions):
-            h = session.run(None, {p._inputs[k]: h})[0]
+            h = session.run(None, {p.input_names[k]: h})[0]
             t1 = time.perf_counter()
             times.append(t1 - t0)
             t0 = t1

@@ -306,6 +306,8 @@ def test_predict_command_runs_an_export_folder(trained, exported, tmp_path, caps
     assert main(["predict", str(exported), "--split", "test"]) == 2
     assert "give --images" in capsys.readouterr().err
     assert main(["predict", str(exported), "--images", str(folder), "--budget", "20"]) == 2
+    assert main(["predict", str(exported), "--images", str(folder), "--score", "patience"]) == 2
+    assert "give --threshold for --score patience" in capsys.readouterr().err
     assert main(["predict", str(trained.checkpoint), "--split", "test"]) == 2
     assert "give --budget" in capsys.readouterr().err
 

@@ -247,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--budget", type=float, metavar="MFLOPS", help="average MFLOPs per sample; thresholds calibrated on the validation split")
     how.add_argument("--threshold", metavar="T[,T...]", help="one threshold for every exit but the last, or one per exit "
                                                             "(an export folder: default the manifest's)")
-    p.add_argument("--score", choices=["max_prob", "neg_entropy", "patience"], default="max_prob")
+    p.add_argument("--score", choices=["max_prob", "neg_entropy", "patience"],
+                   help="exit score (default: max_prob; an export folder: the manifest's)")
     p.add_argument("--split", choices=["test", "val"], default="test", help="dataset split to predict (default: test)")
     p.add_argument("--images", metavar="DIR", help="predict the PNG/JPEG files of DIR instead of a split")
     p.add_argument("--out", metavar="CSV", help="write one row per sample: prediction, exit, MFLOPs")

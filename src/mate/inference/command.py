@@ -41,6 +41,7 @@ def predict_command(args: argparse.Namespace) -> int:
         return _predict_onnx(args)
     if args.budget is None and args.threshold is None:
         raise ConfigError("give --budget MFLOPS or --threshold T[,T...]")
+    args.score = args.score or "max_prob"
     trained = load_trained(args.checkpoint, args.overrides)
     data = trained.data
     # thresholds are calibrated on the network that runs, so the results are the offline simulation's
@@ -111,9 +112,14 @@ def _predict_onnx(args: argparse.Namespace) -> int:
     if args.overrides:
         raise ConfigError(f"overrides ({' '.join(args.overrides)}) apply to checkpoints, not to an export folder")
     thresholds = _thresholds(args.threshold) if args.threshold else None
-    predictor = OnnxEarlyExitPredictor(args.checkpoint, thresholds=thresholds,
-                                       score=args.score if args.threshold else None)
+    predictor = OnnxEarlyExitPredictor(args.checkpoint, thresholds=thresholds, score=args.score)
     manifest = predictor.manifest
+    if thresholds is None and args.score and args.score != (manifest.get("score") or "max_prob"):
+        raise ConfigError(f"the stored thresholds are for the score {manifest.get('score')!r}; "
+                          f"give --threshold for --score {args.score}")
+    if manifest.get("mean") is None or manifest.get("std") is None:
+        raise ConfigError(f"{args.checkpoint}/manifest.json has no mean/std to normalise images with; "
+                          "export with mate export, or export_onnx(..., mean=..., std=...)")
     c, h, _ = manifest["input_shape"]
     names = manifest.get("class_names") or [str(i) for i in range(manifest["num_classes"])]
     print(f"ONNX Runtime, score {predictor.score}, thresholds "

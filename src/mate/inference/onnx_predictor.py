@@ -123,7 +123,7 @@ class OnnxEarlyExitPredictor:
             if not path.is_file():
                 raise MateError(f"{path} is missing; export the model again")
             self.sessions.append(ort.InferenceSession(str(path), options, providers=providers))
-        self._inputs = [s.get_inputs()[0].name for s in self.sessions]
+        self.input_names = [s.get_inputs()[0].name for s in self.sessions]
 
     def normalize(self, images: np.ndarray) -> np.ndarray:
         """Images in [0, 255] (N x C x H x W) -> the network's input, with the manifest's mean/std."""
@@ -150,7 +150,7 @@ class OnnxEarlyExitPredictor:
         out = []
         h = x
         for k, session in enumerate(self.sessions):
-            result = session.run(None, {self._inputs[k]: h})
+            result = session.run(None, {self.input_names[k]: h})
             out.append(result[-1][:n])
             h = result[0]
         return out
@@ -181,7 +181,7 @@ class OnnxEarlyExitPredictor:
         state = None
         h = x
         for k, session in enumerate(self.sessions):
-            result = session.run(None, {self._inputs[k]: h})
+            result = session.run(None, {self.input_names[k]: h})
             logits = result[-1]
             if k == last:
                 predictions[rows] = logits.argmax(axis=1)
