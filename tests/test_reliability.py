@@ -124,6 +124,17 @@ def test_resume_with_another_architecture_is_one_clear_error(one_epoch_run, caps
         "mate: error: the checkpoint holds a 'resnet18' model, the config asks for 'resnet34'")
 
 
+def test_resume_refuses_optimizer_overrides_it_could_not_apply(one_epoch_run, capsys):
+    """The optimizer state and the schedule's base rate come from the checkpoint: a new optim.lr
+    would be silently ignored, so it is an error that names the saved value; nothing is written."""
+    before = {p.name: p.read_bytes() for p in one_epoch_run.iterdir() if p.is_file()}
+    assert main(["train", "--resume", str(one_epoch_run), "optim.lr=0.01", "optim.momentum=0.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mate: error: --resume continues") and "cannot apply a new optim.lr, optim.momentum" in err
+    assert "run.name=NEW_NAME" in err and err.count("\n") == 0
+    assert {p.name: p.read_bytes() for p in one_epoch_run.iterdir() if p.is_file()} == before
+
+
 def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path, fmnist_available):
     args = ["train", "--config", "fashion_mnist_quick", "data.train_subset=1024", "data.val_size=256",
             "data.test_subset=256", "data.batch_size=64", "model.width=8", "optim.epochs=2",

@@ -160,6 +160,16 @@ class Trainer:
     def _resume(self) -> None:
         state = self._load("last.pt")
         check_compatible(state, self.model, self.config)
+        # The optimizer's state (its param groups) and the schedule's base learning rate come back
+        # from the checkpoint, so an override of these keys could not take effect: say so.
+        saved = state["config"].get("optim", {})
+        frozen = [f"optim.{k}" for k in ("lr", "momentum", "nesterov", "weight_decay")
+                  if k in saved and saved[k] != getattr(self.config.optim, k)]
+        if frozen:
+            was = ", ".join(f"{k}={saved[k.split('.')[1]]}" for k in frozen)
+            raise ConfigError(f"--resume continues {self.run_dir} exactly, with the optimizer state it saved "
+                              f"({was}); it cannot apply a new {', '.join(frozen)}. Drop the override, or "
+                              "start a new run (run.name=NEW_NAME) to train with it.")
         self.model.load_state_dict(state["model"])
         self.objective.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])
