@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import sys
 
 M_TRIM_THRESHOLD = -1
@@ -35,6 +34,13 @@ def _other_allocator() -> bool:
     return any(name in preload for name in ("jemalloc", "tcmalloc", "mimalloc"))
 
 
+def _glibc() -> bool:
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION") is not None
+    except (ValueError, OSError, AttributeError):  # not a glibc system
+        return False
+
+
 def tune_cpu_allocator() -> bool:
     """Set glibc malloc's mmap and trim thresholds for this process; True when applied."""
     global _applied
@@ -44,7 +50,7 @@ def tune_cpu_allocator() -> bool:
         return False
     if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
         return False
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+    if not sys.platform.startswith("linux") or not _glibc():
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -53,8 +59,7 @@ def tune_cpu_allocator() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    # mallopt returns 1 on success; the mmap threshold first, so that a refused trim value
-    # cannot leave a half-applied setting behind silently
+    # mallopt returns 1 on success; glibc accepts both values on 64-bit systems
     if mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) != 1 or mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) != 1:
         return False
     _applied = True
