@@ -104,7 +104,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .experiments import compare
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    summary = compare(args.config, methods, args.seeds, args.out, args.overrides, args.variants, args.runs)
+    summary = compare(args.config, methods, args.seeds, args.out, args.overrides, args.variants, args.runs,
+                      workers=args.workers, archive_dir=args.archive)
     from .experiments.compare import markdown_table
 
     print(markdown_table(summary))
@@ -216,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", help="extra YAML of named objective sections")
     p.add_argument("--runs", help="folder of the training runs (default OUT/runs); share it between "
                                   "comparisons so that each run is trained once")
+    p.add_argument("--workers", type=int, default=1,
+                   help="runs trained at a time, each in its own process with one thread (default 1)")
+    p.add_argument("--archive", help="folder keeping each finished run's results.json and metrics.jsonl "
+                                     "(no checkpoints); runs found there are not trained again")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the base config")
     p.set_defaults(func=cmd_compare)
 

@@ -131,7 +131,12 @@ class TrainStep(nn.Module):
         self.objective = objective
 
     def forward(self, x: Tensor, y: Tensor, epoch: float):
-        return self.objective(self.model(x), y, epoch)
+        outputs = self.model(x)
+        loss, logs = self.objective(outputs, y, epoch)
+        with torch.no_grad():  # each exit's accuracy on the training batch (augmented, in train mode)
+            logs = {**logs, "exit_acc": torch.stack([(z.argmax(-1) == y).float().mean()
+                                                     for z in outputs.exit_logits]) * 100}
+        return loss, logs
 
 
 def wrap_for_training(ctx: DistContext, step: TrainStep, device: torch.device) -> nn.Module:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable, Optional
 
 import torch
 from torch import Tensor
@@ -12,6 +12,10 @@ from torch import Tensor
 class ExitLogits:
     logits: Tensor  # K x N x C, float32, CPU
     labels: Tensor  # N
+    # Training-time teachers (e.g. MATE's), when the objective has them: their logits (K x N x C)
+    # and the per-sample teacher weights (N x K x K, row m = teacher m's weights over the exits).
+    teacher_logits: Optional[Tensor] = None
+    attention: Optional[Tensor] = None
 
     @property
     def num_exits(self) -> int:
@@ -27,22 +31,39 @@ class ExitLogits:
 
     def summary(self) -> dict:
         accs = self.exit_accuracy()
-        return {"exit_acc": accs, "ensemble_acc": self.ensemble_accuracy(),
-                "mean_acc": sum(accs) / len(accs), "n": int(self.labels.numel())}
+        out = {"exit_acc": accs, "ensemble_acc": self.ensemble_accuracy(),
+               "mean_acc": sum(accs) / len(accs), "n": int(self.labels.numel())}
+        if self.teacher_logits is not None:
+            correct = self.teacher_logits.argmax(-1) == self.labels[None]
+            out["teacher_acc"] = (correct.float().mean(1) * 100).tolist()
+        if self.attention is not None:
+            out["attention"] = self.attention.mean(0).tolist()
+        return out
+
+
+TeacherFn = Callable[..., tuple[Tensor, Tensor]]  # outputs -> (B x K x C teacher logits, B x K x K weights)
 
 
 @torch.no_grad()
 def collect_exit_logits(model: torch.nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
-                        prepare=lambda x: x) -> ExitLogits:
+                        prepare=lambda x: x, teachers: Optional[TeacherFn] = None) -> ExitLogits:
+    """Every exit's logits on a whole split; with ``teachers`` (an objective's ``eval_teachers``)
+    also the teachers' logits and weights, so a teacher's accuracy can be set beside its student's."""
     was_training = model.training
     model.eval()
-    logits, labels = [], []
+    logits, labels, t_logits, weights = [], [], [], []
     for x, y in batches:
         out = model(prepare(x))
         logits.append(torch.stack([z.float() for z in out.exit_logits]).cpu())
         labels.append(y.cpu())
+        if teachers is not None:
+            t, a = teachers(out)
+            t_logits.append(t.float().transpose(0, 1).cpu())
+            weights.append(a.float().cpu())
     model.train(was_training)
-    return ExitLogits(torch.cat(logits, dim=1), torch.cat(labels))
+    if not t_logits:
+        return ExitLogits(torch.cat(logits, dim=1), torch.cat(labels))
+    return ExitLogits(torch.cat(logits, dim=1), torch.cat(labels), torch.cat(t_logits, dim=1), torch.cat(weights))
 
 
 def selection_score(summary: dict, select: str) -> float:

@@ -255,13 +255,19 @@ class Trainer:
                 sizes.append(len(y))
                 yield x, y
 
+        teachers = getattr(self.objective, "eval_teachers", None)
+        self.objective.eval()
         with self.autocast():
-            local = collect_exit_logits(self.model, batches(), self.prepare)
+            local = collect_exit_logits(self.model, batches(), self.prepare, teachers)
+        self.objective.train()
         if not self.dist.enabled:
             return local
         logits = gather_batches(self.dist, local.logits, sizes, 1, self.device)
         labels = gather_batches(self.dist, local.labels, sizes, 0, self.device)
-        return ExitLogits(logits, labels)
+        if local.teacher_logits is None:
+            return ExitLogits(logits, labels)
+        return ExitLogits(logits, labels, gather_batches(self.dist, local.teacher_logits, sizes, 1, self.device),
+                          gather_batches(self.dist, local.attention, sizes, 0, self.device))
 
     # -- the whole run ----------------------------------------------------------------------
     def fit(self) -> dict:

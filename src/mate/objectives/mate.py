@@ -130,6 +130,11 @@ class MATEObjective(nn.Module):
         attention = self.teacher_weights(h)
         return attention @ z, attention
 
+    @torch.no_grad()
+    def eval_teachers(self, outputs: MultiExitOutput) -> tuple[Tensor, Tensor]:
+        """The teachers on an evaluation batch (the engine logs their accuracy beside the exits')."""
+        return self.teachers(outputs)
+
     def student_loss(self, teacher_logits: Tensor, exit_logits: Tensor, lam: float) -> tuple[Tensor, Tensor]:
         """lambda sum_k sum_m w[k, m] KL_T(sg(t_m) || z_k), and the KL matrix [m, k]."""
         kl = pairwise_kl_t(teacher_logits.detach(), exit_logits, self.temperature)
