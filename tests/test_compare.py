@@ -45,7 +45,8 @@ def test_compare_smoke_writes_table_csv_plots_and_resumes(tmp_path, fmnist_avail
 
 def test_method_specs_and_variants(tmp_path):
     specs = {s.name: s.objective for s in load_method_specs(["ce", "okddip", "mate_uniform"])}
-    assert specs == {"ce": {"name": "ce"}, "okddip": {"name": "mate", "primary_share": 1.0},
+    assert specs == {"ce": {"name": "ce"},
+                     "okddip": {"name": "mate", "primary_share": 1.0, "detach_policy": "d1", "teacher_ce_weight": 0.0},
                      "mate_uniform": {"name": "mate", "teacher": "uniform"}}
     with pytest.raises(ConfigError, match="unknown method 'nope'"):
         load_method_specs(["nope"])
@@ -68,3 +69,39 @@ def test_variants_inherit_the_base_objective_options(tmp_path):
 def test_report_of_a_missing_run_is_a_clear_error(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "has no metrics.jsonl" in capsys.readouterr().err
+
+
+def test_compare_with_two_workers_equals_sequential_and_archives(tmp_path, fmnist_available, capsys):
+    """--workers 2 trains in two one-thread processes; every number equals the sequential run's.
+    --archive keeps each finished run's small files, and a run found there is not trained again."""
+    common = ["--config", "fashion_mnist_bench", "--methods", "ce,mate", "--seeds", "1", *TINY,
+              "optim.epochs=1", "data.train_subset=512"]
+    seq, par = tmp_path / "seq", tmp_path / "par"
+    assert main(["compare", *common, "--out", str(seq)]) == 0
+    assert main(["compare", *common, "--out", str(par), "--workers", "2", "--archive", str(tmp_path / "arch")]) == 0
+    for run in ("ce-s0", "mate-s0"):
+        a = json.loads((seq / "runs" / run / "results.json").read_text())
+        b = json.loads((par / "runs" / run / "results.json").read_text())
+        assert a["test"] == b["test"] and a["val"] == b["val"], run
+        assert sorted(p.name for p in (tmp_path / "arch" / run).iterdir()) == [
+            "config.yaml", "metrics.jsonl", "results.json", "split.json"]
+    # a fresh machine: no run folders, only the archive -> nothing is trained, same table
+    fresh = tmp_path / "fresh"
+    capsys.readouterr()
+    assert main(["compare", *common, "--out", str(fresh), "--workers", "2", "--archive", str(tmp_path / "arch")]) == 0
+    text = capsys.readouterr().out
+    assert text.count("done already") == 2 and "training" not in text
+    assert not list((fresh / "runs").glob("*/*.pt"))
+    assert (fresh / "summary.csv").read_text() == (par / "summary.csv").read_text()
+
+
+def test_a_failed_run_is_reported_and_the_others_finish(tmp_path, fmnist_available, capsys):
+    variants = tmp_path / "v.yaml"
+    variants.write_text("boom: {name: mate, kd_weight: 1.0e+38, temperature: 0.01}\n")
+    args = ["compare", "--config", "fashion_mnist_bench", "--methods", "boom,ce", "--seeds", "1", *TINY,
+            "optim.epochs=1", "data.train_subset=512", "--variants", str(variants), "--out", str(tmp_path / "o"),
+            "--workers", "2"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "1 of 2 runs failed" in err and "boom seed 0" in err
+    assert (tmp_path / "o" / "runs" / "ce-s0" / "results.json").exists()

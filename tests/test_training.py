@@ -23,10 +23,19 @@ def test_objective_trains_well_above_chance(tmp_path, fmnist_available, objectiv
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2, 3]
     assert records[-1]["train"]["loss"] < records[0]["train"]["loss"]
+    for r in records:  # each exit's training accuracy, every epoch
+        assert len(r["train"]["exit_acc"]) == 4 and all(0 <= a <= 100 for a in r["train"]["exit_acc"])
+    assert records[-1]["train"]["exit_acc"][-1] > records[0]["train"]["exit_acc"][-1]
     if objective == "mate":
         diag = records[-1]["train"]
         assert len(diag["attention"]) == 4 and all(abs(sum(row) - 1) < 1e-4 for row in diag["attention"])
         assert len(diag["teacher_student_kl"]) == 4
+        # each teacher's validation accuracy beside its student's, and the validation A[K, K]
+        val = records[-1]["val"]
+        assert len(val["teacher_acc"]) == 4 and all(0 <= a <= 100 for a in val["teacher_acc"])
+        assert len(val["attention"]) == 4 and all(abs(sum(row) - 1) < 1e-4 for row in val["attention"])
+    else:
+        assert "teacher_acc" not in records[-1]["val"]
     split = json.loads((run / "split.json").read_text())
     assert len(split["val_indices"]) == 1000
 
@@ -81,3 +90,44 @@ def test_readme_custom_loop_example_runs(fmnist_available):
     namespace: dict = {}
     exec(compile(block.group(1), "README.md", "exec"), namespace)
     assert namespace["loss"].item() > 0
+
+
+def test_train_step_logs_each_exits_batch_accuracy():
+    from mate.engine.distributed import TrainStep
+    from mate.objectives import create_objective
+    import mate
+
+    torch.manual_seed(0)
+    model = mate.create_model("resnet18", num_classes=3, in_channels=1, width=4, input_size=16)
+    step = TrainStep(model, create_objective("ce", num_exits=model.num_exits))
+    x, y = torch.randn(8, 1, 16, 16), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    _, logs = step(x, y, 0.0)
+    model.train()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        out = model(x)
+    expected = [100.0 * sum(int(z[i].argmax() == y[i]) for i in range(8)) / 8 for z in out.exit_logits]
+    assert logs["exit_acc"].tolist() == pytest.approx(expected)
+
+
+def test_teacher_accuracy_is_computed_from_the_teachers_logits():
+    from mate.engine.evaluate import collect_exit_logits
+    from mate.objectives import create_objective
+    import mate
+
+    torch.manual_seed(0)
+    model = mate.create_model("resnet18", num_classes=3, in_channels=1, width=4, input_size=16)
+    obj = create_objective("mate", num_exits=model.num_exits, feature_dim=model.feature_dim)
+    batches = [(torch.randn(5, 1, 16, 16), torch.tensor([0, 1, 2, 0, 1])) for _ in range(2)]
+    res = collect_exit_logits(model, batches, teachers=obj.eval_teachers)
+    summary = res.summary()
+    model.eval()
+    correct, weights = [0] * 4, torch.zeros(4, 4)
+    with torch.no_grad():
+        for x, y in batches:
+            t, a = obj.teachers(model(x))
+            weights += a.sum(0)
+            for m in range(4):
+                correct[m] += int((t[:, m].argmax(-1) == y).sum())
+    assert summary["teacher_acc"] == pytest.approx([100 * c / 10 for c in correct])
+    assert torch.allclose(torch.tensor(summary["attention"]), weights / 10, atol=1e-6)

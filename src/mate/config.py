@@ -76,7 +76,7 @@ SECTIONS = {"data": DataConfig, "optim": OptimConfig, "run": RunConfig}
 OPEN_SECTIONS = ("model", "objective")
 # Arguments of models and objectives that the engine fills in; never set in a config.
 DERIVED = {"model": ("num_classes", "in_channels", "input_size"),
-           "objective": ("num_exits", "feature_dim", "num_classes")}
+           "objective": ("num_exits", "feature_dim", "num_classes", "total_epochs")}
 
 
 @dataclass

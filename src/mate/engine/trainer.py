@@ -24,7 +24,7 @@ from ..config import Config
 from ..data import DatasetSplits, DeviceLoader
 from ..errors import CheckpointError, ConfigError, MateError, TrainingDiverged
 from ..models import MultiExitNetwork, create_model
-from ..objectives import create_objective
+from ..objectives import OBJECTIVES, create_objective
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import build_data
 from .distributed import (TrainStep, all_reduce_sum, convert_sync_batchnorm, gather_batches, init_distributed,
@@ -50,8 +50,11 @@ def build_model(config: Config, splits: DatasetSplits) -> MultiExitNetwork:
 
 
 def build_objective(config: Config, model: MultiExitNetwork) -> nn.Module:
-    return create_objective(config.objective["name"], num_exits=model.num_exits, feature_dim=model.feature_dim,
-                            num_classes=model.num_classes, **config.objective_options())
+    name = config.objective["name"]
+    derived = dict(num_exits=model.num_exits, feature_dim=model.feature_dim, num_classes=model.num_classes)
+    if "total_epochs" in OBJECTIVES.options(name):  # e.g. SDN's ramp over the whole run
+        derived["total_epochs"] = config.optim.epochs
+    return create_objective(name, **derived, **config.objective_options())
 
 
 def lr_factor(config: Config, steps_per_epoch: int) -> Callable[[int], float]:

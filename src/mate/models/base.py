@@ -143,6 +143,7 @@ class MultiExitNetwork(nn.Module):
         exits.append(HeadExit(out_c, num_classes))
         self.exits = nn.ModuleList(exits)
         self.stage_shapes = [tuple(s) for s in shapes]
+        self.gradient_equilibrium = False  # set by create_model (models/registry.common_options)
 
     @torch.no_grad()
     def _dry_run_shapes(self, in_channels: int, input_size: int) -> list[tuple[int, int, int]]:
@@ -164,9 +165,31 @@ class MultiExitNetwork(nn.Module):
     def forward(self, x: Tensor) -> MultiExitOutput:
         logits, features = [], []
         x = self.stem(x)
-        for block, exit_ in zip(self.stages, self.exits):
+        equilibrium = self.gradient_equilibrium and torch.is_grad_enabled()
+        k = self.num_exits
+        for i, (block, exit_) in enumerate(zip(self.stages, self.exits)):
             x = block(x)
+            if equilibrium:  # IMTA (models/msdnet_ge.py): 1/(K-i) for both paths, then x (K-i-1) deeper
+                x = scale_gradient(x, 1.0 / (k - i))
             feature, z = exit_(x)
             features.append(feature)
             logits.append(z)
+            if equilibrium and i < k - 1:
+                x = scale_gradient(x, float(k - i - 1))
         return MultiExitOutput(exit_logits=logits, exit_features=features)
+
+
+class _ScaleGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, factor: float) -> Tensor:
+        ctx.factor = factor
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return grad * ctx.factor, None
+
+
+def scale_gradient(x: Tensor, factor: float) -> Tensor:
+    """Identity forward; the gradient is multiplied by ``factor`` on the way back."""
+    return _ScaleGradient.apply(x, factor)

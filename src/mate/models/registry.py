@@ -1,9 +1,37 @@
-"""The model registry: ``create_model("resnet18", num_classes=10, in_channels=1, width=16)``."""
+"""The model registry: ``create_model("resnet18", num_classes=10, in_channels=1, width=16)``.
+
+Besides each architecture's own options, every model takes the options of ``common_options``
+(they act on the multi-exit network, whatever its backbone).
+"""
 from __future__ import annotations
+
+import inspect
+from typing import Any, Dict
 
 from ..registry import Registry
 
-MODELS: Registry = Registry("model")
+
+def common_options(gradient_equilibrium: bool = False) -> None:
+    """Options every multi-exit network has.
+
+    gradient_equilibrium: IMTA's gradient equilibrium (Li et al., ICCV 2019): the gradient that
+        flows from the deeper network and from exit k back into stage k is rescaled so that
+        every stage receives the mean, not the sum, of the gradients of the exits that read it.
+    """
+
+
+class ModelRegistry(Registry):
+    def options(self, name: str) -> Dict[str, inspect.Parameter]:
+        return {**super().options(name), **inspect.signature(common_options).parameters}
+
+    def create(self, name: str, **kwargs: Any) -> Any:
+        common = {k: kwargs.pop(k) for k in list(kwargs) if k in inspect.signature(common_options).parameters}
+        net = super().create(name, **kwargs)
+        net.gradient_equilibrium = bool(common.get("gradient_equilibrium", False))
+        return net
+
+
+MODELS: ModelRegistry = ModelRegistry("model")
 register_model = MODELS.register
 
 

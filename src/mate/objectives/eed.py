@@ -1,11 +1,25 @@
 """Ensemble distillation for multi-exit networks (Lee & Lee, 2021): EED and BEED.
 
-EED:   e = sg(mean_k z_k);  L = sum_k CE(z_k, y) + w sum_k D(e, z_k), every exit including the last,
-       with D = KL_T (default, w = 0.1) or the MSE between logits (``distill="mse"``).
-BEED:  e = sg(sum_k beta^(k-1) z_k / sum_k beta^(k-1));
-       L = sum_k [(2 - a^(K-k)) CE(z_k, y) + a^(K-k) KL_T(e || z_k)],  beta = 1.6, a = 1.15.
+EED, as in the authors' released code (hjdw2/Exit-Ensemble-Distillation, its defaults):
+
+    e = sg(mean_k z_k),  f_e = sg(mean_k h_k)
+    L = sum_k CE(z_k, y) + w sum_k D(e, z_k) + v sum_k F(h_k, f_e)     every exit, the last included
+
+D is the MSE between logits (``distill="mse"``, the code's default, w = 1) or KL_T
+(``distill="kl"``: the code's option, weight 0.1, T^2); F is the code's feature distillation on
+the pooled exit features: the squared difference where either side is active (> 0), averaged over
+batch and features (``masked_feature_mse``), v = 1.
+
+BEED (the exits' ensemble weighted towards the deeper exits; no released code):
+
+    e = sg(sum_k beta^(k-1) z_k / sum_k beta^(k-1)), f_e likewise from the features
+    L = sum_k [(2 - a^(K-k)) CE(z_k, y) + a^(K-k) KL_T(e || z_k)] + v sum_k F(h_k, f_e)
+
+beta = 1.6, a = 1.15, v = 0.1.
 """
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -13,18 +27,24 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..models.base import MultiExitOutput
-from .functional import exits_cross_entropy, kl_t
+from .functional import exits_cross_entropy, kl_t, masked_feature_mse
 from .registry import register_objective
+
+
+def feature_distillation(features: list[Tensor], target: Tensor) -> Tensor:
+    """sum_k F(h_k, target) over every exit, as a K-vector."""
+    return torch.stack([masked_feature_mse(h, target) for h in features])
 
 
 @register_objective("eed")
 class EEDObjective(nn.Module):
-    def __init__(self, num_exits: int, feature_dim: int = 0, num_classes: int = 0, kd_weight: float = 0.1,
-                 temperature: float = 3.0, distill: str = "kl"):
+    def __init__(self, num_exits: int, feature_dim: int = 0, num_classes: int = 0, kd_weight: float = 1.0,
+                 temperature: float = 3.0, distill: Literal["mse", "kl"] = "mse", feature_weight: float = 1.0):
         super().__init__()
         if distill not in ("kl", "mse"):
             raise ConfigError(f"objective.distill must be 'kl' or 'mse', got {distill!r}")
         self.kd_weight, self.temperature, self.distill = kd_weight, temperature, distill
+        self.feature_weight = feature_weight
 
     def forward(self, outputs: MultiExitOutput, targets: Tensor, epoch: float = 0.0):
         ce = exits_cross_entropy(outputs.exit_logits, targets)
@@ -33,24 +53,26 @@ class EEDObjective(nn.Module):
             kd = torch.stack([kl_t(ensemble, z, self.temperature) for z in outputs.exit_logits])
         else:
             kd = torch.stack([F.mse_loss(z, ensemble) for z in outputs.exit_logits])
-        loss = ce.sum() + self.kd_weight * kd.sum()
-        return loss, {"ce": ce.detach(), "kd": kd.detach()}
+        feat = feature_distillation(outputs.exit_features, outputs.stacked_features().detach().mean(1))
+        loss = ce.sum() + self.kd_weight * kd.sum() + self.feature_weight * feat.sum()
+        return loss, {"ce": ce.detach(), "kd": kd.detach(), "feature": feat.detach()}
 
 
 @register_objective("beed")
 class BEEDObjective(nn.Module):
     def __init__(self, num_exits: int, feature_dim: int = 0, num_classes: int = 0, beta: float = 1.6,
-                 alpha: float = 1.15, temperature: float = 3.0):
+                 alpha: float = 1.15, temperature: float = 3.0, feature_weight: float = 0.1):
         super().__init__()
-        self.temperature = temperature
+        self.temperature, self.feature_weight = temperature, feature_weight
         k = torch.arange(num_exits, dtype=torch.float32)
         self.register_buffer("ensemble_weights", beta**k / (beta**k).sum(), persistent=False)
         self.register_buffer("kd_weights", alpha ** (num_exits - 1 - k), persistent=False)
 
     def forward(self, outputs: MultiExitOutput, targets: Tensor, epoch: float = 0.0):
         ce = exits_cross_entropy(outputs.exit_logits, targets)
-        z = outputs.stacked_logits()
-        ensemble = (self.ensemble_weights[None, :, None] * z.detach()).sum(1)
+        w = self.ensemble_weights[None, :, None]
+        ensemble = (w * outputs.stacked_logits().detach()).sum(1)
         kd = torch.stack([kl_t(ensemble, zk, self.temperature) for zk in outputs.exit_logits])
-        loss = ((2 - self.kd_weights) * ce).sum() + (self.kd_weights * kd).sum()
-        return loss, {"ce": ce.detach(), "kd": kd.detach()}
+        feat = feature_distillation(outputs.exit_features, (w * outputs.stacked_features().detach()).sum(1))
+        loss = ((2 - self.kd_weights) * ce).sum() + (self.kd_weights * kd).sum() + self.feature_weight * feat.sum()
+        return loss, {"ce": ce.detach(), "kd": kd.detach(), "feature": feat.detach()}

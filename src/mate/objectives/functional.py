@@ -34,6 +34,22 @@ def pairwise_kl_t(target_logits: Tensor, student_logits: Tensor, temperature: fl
     return temperature**2 * (neg_entropy.mean(0)[:, None] - cross)
 
 
+def pairwise_kl_t_per_sample(target_logits: Tensor, student_logits: Tensor, temperature: float) -> Tensor:
+    """Per sample: out[b, m, k] = T^2 KL(softmax(p_bm/T) || softmax(q_bk/T)); B x M x K."""
+    log_p = F.log_softmax(target_logits / temperature, dim=-1)
+    log_q = F.log_softmax(student_logits / temperature, dim=-1)
+    p = log_p.exp()
+    neg_entropy = (p * log_p).sum(-1)  # B x M
+    return temperature**2 * (neg_entropy[:, :, None] - torch.einsum("bmc,bkc->bmk", p, log_q))
+
+
+def masked_feature_mse(feature: Tensor, target: Tensor) -> Tensor:
+    """EED's feature distillation: mean of (f - t)^2 where f > 0 or t > 0 (elsewhere both are
+    inactive ReLU outputs and the distance is not counted), averaged over every element."""
+    mask = ((feature > 0) | (target > 0)).to(feature.dtype)
+    return ((feature - target) ** 2 * mask).mean()
+
+
 def exits_cross_entropy(exit_logits: list[Tensor], targets: Tensor) -> Tensor:
     """Per-exit cross-entropy as a K-vector."""
     return torch.stack([F.cross_entropy(z, targets) for z in exit_logits])

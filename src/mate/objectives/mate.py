@@ -10,13 +10,16 @@ teacher; the teachers learn their weights from the students' outputs (two-way le
       + lambda(e) sum_m sum_k w[k, m] KL_T(t_m || sg(z_k))            teachers
       + teacher_ce_weight sum_m CE(t_m, y)
 
-Reconstructed choices (see docs/method.md) are options of this class. The weight network is
-part of this module, so the optimizer and checkpoints see it; inference never calls it.
+Reconstructed choices (see docs/method.md) are options of this class, and so are the
+reconstruction candidates tested against the paper's claim (docs/claim_protocol.md): a convex
+CE/KD split per exit, KD weights decaying with depth, confidence-aware off-diagonal shares, the
+teacher update's own weight and direction, and teachers that mix only deeper exits. The weight
+network is part of this module, so the optimizer and checkpoints see it; inference never calls it.
 """
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +27,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..models.base import MultiExitOutput
-from .functional import exits_cross_entropy, kd_rampup, pairwise_kl_t
+from .functional import exits_cross_entropy, kd_rampup, pairwise_kl_t, pairwise_kl_t_per_sample
 from .registry import register_objective
 
 
@@ -41,9 +44,12 @@ class WeightNetwork(nn.Module):
         self.key = nn.Linear(feature_dim, proj_dim, bias=False)
         self.scale = scale
 
-    def forward(self, features: Tensor) -> Tensor:  # B x K x d -> B x K x K
+    def forward(self, features: Tensor, mask: Optional[Tensor] = None) -> Tensor:  # B x K x d -> B x K x K
         q, k = self.query(features), self.key(features)
-        return torch.softmax(q @ k.transpose(1, 2) / self.scale, dim=-1)
+        scores = q @ k.transpose(1, 2) / self.scale
+        if mask is not None:  # K x K, True where teacher m may use exit j
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return torch.softmax(scores, dim=-1)
 
 
 def primary_share_matrix(num_exits: int, primary_share: float) -> Tensor:
@@ -68,6 +74,16 @@ class MATEObjective(nn.Module):
     attention_scale: "one" (OKDDip) or "sqrt" (sqrt of the projection size).
     proj_dim: size of the query/key projections; default feature_dim // 8.
     teacher: "attention" (the weight network) or "uniform" (every weight 1/K: a control).
+    kd_mix: None (CE_k + lambda KD_k), or alpha: each exit's loss is the convex split
+        (1 - alpha r(e)) CE_k + alpha r(e) kd_weight KD_k, r the ramp-up (BYOT, IMTA).
+    kd_depth_decay: beta; exit k's KD is multiplied by beta^(k-1) (BEED, LOTH: less KD deeper).
+    offdiag: "uniform" ((1 - gamma)/(K - 1) to every other teacher) or "confidence": per sample,
+        the other teachers share 1 - gamma in proportion to 1 - softmax_j(CE_j), so a teacher
+        that is wrong on that sample pulls less (CA-MKD's teacher weights).
+    teacher_kd_weight: the teacher KL's own lambda_max; None: kd_weight.
+    teacher_kl: "forward" KL_T(t_m || sg z_k) or "reverse" KL_T(sg z_k || t_m).
+    teacher_mask: "all" (teacher m mixes every exit) or "deeper" (teacher m mixes exits m..K,
+        so no teacher is built from shallower exits than its own student).
     """
 
     def __init__(
@@ -84,6 +100,12 @@ class MATEObjective(nn.Module):
         attention_scale: str = "one",
         proj_dim: Optional[int] = None,
         teacher: str = "attention",
+        kd_mix: Optional[float] = None,
+        kd_depth_decay: float = 1.0,
+        offdiag: Literal["uniform", "confidence"] = "uniform",
+        teacher_kd_weight: Optional[float] = None,
+        teacher_kl: Literal["forward", "reverse"] = "forward",
+        teacher_mask: Literal["all", "deeper"] = "all",
     ):
         super().__init__()
         if num_exits < 2:
@@ -98,11 +120,19 @@ class MATEObjective(nn.Module):
             raise ConfigError(f"objective.teacher must be 'attention' or 'uniform', got {teacher!r}")
         if temperature <= 0:
             raise ConfigError(f"objective.temperature must be positive, got {temperature}")
+        if kd_mix is not None and not 0.0 <= kd_mix <= 1.0:
+            raise ConfigError(f"objective.kd_mix must be in [0, 1] (or null), got {kd_mix}")
+        if kd_depth_decay <= 0:
+            raise ConfigError(f"objective.kd_depth_decay must be positive, got {kd_depth_decay}")
+        for key, value, allowed in (("offdiag", offdiag, ("uniform", "confidence")),
+                                    ("teacher_kl", teacher_kl, ("forward", "reverse")),
+                                    ("teacher_mask", teacher_mask, ("all", "deeper"))):
+            if value not in allowed:
+                raise ConfigError(f"objective.{key} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
         self.num_exits = num_exits
         self.temperature = float(temperature)
         self.kd_weight = float(kd_weight)
         self.rampup_epochs = float(rampup_epochs)
-        self.primary_share = float(primary_share)
         self.teacher_ce_weight = float(teacher_ce_weight)
         self.detach_policy = detach_policy
         self.teacher = teacher
@@ -110,13 +140,26 @@ class MATEObjective(nn.Module):
         scale = math.sqrt(proj) if attention_scale == "sqrt" else 1.0
         self.weight_net = WeightNetwork(feature_dim, proj, scale) if teacher == "attention" else None
         self.register_buffer("share", primary_share_matrix(num_exits, primary_share), persistent=False)
+        self.kd_mix = kd_mix
+        self.offdiag = offdiag
+        self.teacher_kd_weight = self.kd_weight if teacher_kd_weight is None else float(teacher_kd_weight)
+        self.teacher_kl = teacher_kl
+        self.register_buffer("depth_weights", kd_depth_decay ** torch.arange(num_exits, dtype=torch.float32),
+                             persistent=False)
+        # mask[m, j]: teacher m may mix exit j
+        mask = torch.ones(num_exits, num_exits, dtype=torch.bool)
+        if teacher_mask == "deeper":
+            mask = torch.triu(mask)
+        self.register_buffer("teacher_mask", mask, persistent=False)
 
     def teacher_weights(self, features: Tensor) -> Tensor:
         """A (B x K x K) from the stacked exit features."""
+        masked = not bool(self.teacher_mask.all())
         if self.weight_net is None:
             b, k, _ = features.shape
-            return features.new_full((b, k, k), 1.0 / k)
-        return self.weight_net(features)
+            uniform = self.teacher_mask.to(features.dtype)
+            return (uniform / uniform.sum(-1, keepdim=True)).expand(b, k, k)
+        return self.weight_net(features, self.teacher_mask if masked else None)
 
     def teachers(self, outputs: MultiExitOutput) -> tuple[Tensor, Tensor]:
         """Teacher logits T = A Z (B x K x C) and A, detached as the policy says.
@@ -135,26 +178,58 @@ class MATEObjective(nn.Module):
         """The teachers on an evaluation batch (the engine logs their accuracy beside the exits')."""
         return self.teachers(outputs)
 
-    def student_loss(self, teacher_logits: Tensor, exit_logits: Tensor, lam: float) -> tuple[Tensor, Tensor]:
-        """lambda sum_k sum_m w[k, m] KL_T(sg(t_m) || z_k), and the KL matrix [m, k]."""
-        kl = pairwise_kl_t(teacher_logits.detach(), exit_logits, self.temperature)
-        return lam * (self.share.t() * kl).sum(), kl
+    def student_shares(self, teacher_logits: Tensor, targets: Tensor) -> Tensor:
+        """w[k, m], K x K, or per sample (B x K x K) when the off-diagonal shares follow confidence."""
+        if self.offdiag == "uniform":
+            return self.share
+        k = self.num_exits
+        with torch.no_grad():
+            ce = F.cross_entropy(teacher_logits.transpose(1, 2), targets[:, None].expand(-1, k),
+                                 reduction="none")  # B x M, each teacher's CE on each sample
+            conf = 1.0 - torch.softmax(ce, dim=-1)  # CA-MKD: a teacher with a larger CE weighs less
+            off = ~torch.eye(k, dtype=torch.bool, device=ce.device)
+            raw = conf[:, None, :] * off  # B x K(student) x M(teacher), own teacher excluded
+            w = (1.0 - self.share[0, 0]) * raw / raw.sum(-1, keepdim=True).clamp_min(1e-12)
+            return w + torch.diag_embed(self.share.diagonal().expand_as(conf))
+
+    def student_loss(self, teacher_logits: Tensor, exit_logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """KD_k = sum_m w[k, m] KL_T(sg(t_m) || z_k) per exit (a K-vector), and the KL matrix [m, k]."""
+        t = teacher_logits.detach()
+        shares = self.student_shares(t, targets)
+        if shares.dim() == 2:
+            kl = pairwise_kl_t(t, exit_logits, self.temperature)
+            return (shares.t() * kl).sum(0), kl
+        per_sample = pairwise_kl_t_per_sample(t, exit_logits, self.temperature)  # B x M x K
+        kd = (shares.transpose(1, 2) * per_sample).sum(1).mean(0)
+        return kd, per_sample.mean(0).detach()
 
     def teacher_loss(self, teacher_logits: Tensor, exit_logits: Tensor, targets: Tensor,
                      lam: float) -> tuple[Tensor, Tensor]:
-        """lambda sum_m sum_k w[k, m] KL_T(t_m || sg(z_k)) + mu sum_m CE(t_m, y), and the CEs."""
-        kl = pairwise_kl_t(teacher_logits, exit_logits.detach(), self.temperature)
+        """lambda_t sum_m sum_k w[k, m] D(t_m, sg z_k) + mu sum_m CE(t_m, y), and the teachers' CEs.
+
+        D is KL_T(t_m || sg z_k) ("forward") or KL_T(sg z_k || t_m) ("reverse")."""
+        if self.teacher_kl == "forward":
+            kl = pairwise_kl_t(teacher_logits, exit_logits.detach(), self.temperature)  # [m, k]
+        else:
+            kl = pairwise_kl_t(exit_logits.detach(), teacher_logits, self.temperature).t()  # [k, m] -> [m, k]
         ce = torch.stack([F.cross_entropy(teacher_logits[:, m], targets) for m in range(self.num_exits)])
         return lam * (self.share.t() * kl).sum() + self.teacher_ce_weight * ce.sum(), ce
 
     def forward(self, outputs: MultiExitOutput, targets: Tensor, epoch: float = 0.0):
         z = outputs.stacked_logits()
         teacher_logits, attention = self.teachers(outputs)
-        lam = self.kd_weight * kd_rampup(epoch, self.rampup_epochs)
+        ramp = kd_rampup(epoch, self.rampup_epochs)
         ce = exits_cross_entropy(outputs.exit_logits, targets)
-        kd, kl = self.student_loss(teacher_logits, z, lam)
-        t_loss, teacher_ce = self.teacher_loss(teacher_logits, z, targets, lam)
-        loss = ce.sum() + kd
+        kd, kl = self.student_loss(teacher_logits, z, targets)
+        kd = self.depth_weights * kd
+        if self.kd_mix is None:
+            lam = self.kd_weight * ramp
+            loss = ce.sum() + lam * kd.sum()
+        else:
+            a = self.kd_mix * ramp
+            lam = a * self.kd_weight
+            loss = (1 - a) * ce.sum() + lam * kd.sum()
+        t_loss, teacher_ce = self.teacher_loss(teacher_logits, z, targets, self.teacher_kd_weight * ramp)
         # A uniform teacher under D2 has no parameter to learn: its loss is a constant, skipped.
         if teacher_logits.requires_grad:
             loss = loss + t_loss

@@ -4,7 +4,8 @@ Every objective is an ``nn.Module`` called as ``loss, logs = objective(outputs, 
 ``epoch`` is a float (epoch index plus the fraction of it done) so ramp-ups are smooth and a
 resumed run sees the same value. ``logs`` maps names to detached tensors that the engine
 averages over an epoch. Constructors receive ``num_exits``, ``feature_dim`` and
-``num_classes`` from the model; every other argument is a config option.
+``num_classes`` from the model (and ``total_epochs`` from ``optim.epochs`` when they accept it);
+every other argument is a config option.
 """
 from __future__ import annotations
 
@@ -12,9 +13,6 @@ from ..registry import Registry
 
 OBJECTIVES: Registry = Registry("objective")
 register_objective = OBJECTIVES.register
-
-# Filled in from the model, never by the user.
-MODEL_ARGS = ("num_exits", "feature_dim", "num_classes")
 
 
 def create_objective(name: str, **kwargs):
