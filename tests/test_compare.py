@@ -105,3 +105,18 @@ def test_a_failed_run_is_reported_and_the_others_finish(tmp_path, fmnist_availab
     err = capsys.readouterr().err
     assert "1 of 2 runs failed" in err and "boom seed 0" in err
     assert (tmp_path / "o" / "runs" / "ce-s0" / "results.json").exists()
+
+
+def test_long_form_variants_change_other_sections(tmp_path):
+    base = load_config("fashion_mnist_bench").to_dict()
+    specs = {s.name: s for s in load_method_specs(["mate_ge", "ce_ge", "mate_conf"], "claim_candidates")}
+    ge = run_config(base, specs["mate_ge"], 0, tmp_path)
+    assert ge.model == {"name": "resnet18", "width": 16, "gradient_equilibrium": True}
+    assert ge.objective["rampup_epochs"] == 1.5  # the base's MATE options still carry over
+    assert run_config(base, specs["ce_ge"], 0, tmp_path).objective == {"name": "ce"}
+    plain = run_config(base, specs["mate_conf"], 0, tmp_path)
+    assert "gradient_equilibrium" not in plain.model and plain.objective["offdiag"] == "confidence"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("x: {objective: {name: ce}, loss: {a: 1}}\n")
+    with pytest.raises(ConfigError, match="among data, model, optim, run"):
+        load_method_specs(["x"], bad)

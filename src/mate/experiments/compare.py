@@ -3,7 +3,8 @@
 Every run uses the same data, split, model, schedule and budget; only the objective section
 (and the seed) differ. A method is a registered objective name (``ce``, ``byot``, ...) or a named
 variant: an objective section in a YAML file (``configs/methods.yaml`` ships the OKDDip analogue
-and MATE's ablation variants). Each run lives in ``RUNS/<method>-s<seed>`` (RUNS defaults to ``OUT/runs``); a finished run
+and MATE's ablation variants; a variant may also change other sections, in the long form
+``{objective: {...}, model: {...}}``). Each run lives in ``RUNS/<method>-s<seed>`` (RUNS defaults to ``OUT/runs``); a finished run
 (``results.json``) is skipped and an interrupted one resumed, so the command can be re-run until
 everything is done. Model selection uses the validation split; the table reports test accuracy.
 """
@@ -13,13 +14,13 @@ import csv
 import json
 import shutil
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import yaml
 
-from ..config import SHIPPED_CONFIGS, Config, apply_overrides, read_yaml
+from ..config import SHIPPED_CONFIGS, Config, apply_overrides, read_yaml, resolve_config_path
 from ..engine import train
 from ..errors import ConfigError, MateError
 from ..objectives import OBJECTIVES
@@ -31,11 +32,12 @@ DEFAULT_VARIANTS = SHIPPED_CONFIGS / "methods.yaml"
 class MethodSpec:
     name: str
     objective: dict  # a config 'objective' section
+    sections: dict = field(default_factory=dict)  # other sections' keys this method changes (e.g. model)
 
 
 def load_method_specs(methods: Sequence[str], variants_file: Optional[str | Path] = None) -> list[MethodSpec]:
     variants: dict = {}
-    for path in [DEFAULT_VARIANTS] + ([Path(variants_file)] if variants_file else []):
+    for path in [DEFAULT_VARIANTS] + ([resolve_config_path(variants_file)] if variants_file else []):
         if path.is_file():
             raw = yaml.safe_load(path.read_text()) or {}
             if not isinstance(raw, dict):
@@ -45,9 +47,19 @@ def load_method_specs(methods: Sequence[str], variants_file: Optional[str | Path
     for name in methods:
         if name in variants:
             section = variants[name]
+            if isinstance(section, dict) and isinstance(section.get("objective"), dict):
+                # the long form: {objective: {...}, model: {...}, ...} changes other sections too
+                others = {k: v for k, v in section.items() if k != "objective"}
+                bad = sorted(set(others) - {"data", "model", "optim", "run"})
+                if bad or not all(isinstance(v, dict) for v in others.values()):
+                    raise ConfigError(f"variant '{name}': sections besides 'objective' must be mappings "
+                                      f"among data, model, optim, run (got {', '.join(map(str, others))})")
+                section, extra = section["objective"], others
+            else:
+                extra = {}
             if not isinstance(section, dict) or "name" not in section:
                 raise ConfigError(f"variant '{name}' must be an objective section with a 'name'")
-            specs.append(MethodSpec(name, dict(section)))
+            specs.append(MethodSpec(name, dict(section), extra))
         elif name in OBJECTIVES:
             specs.append(MethodSpec(name, {"name": name}))
         else:
@@ -66,6 +78,8 @@ def run_config(base: dict, spec: MethodSpec, seed: int, runs_dir: Path) -> Confi
     inherited = raw.get("objective") or {}
     raw["objective"] = {**(inherited if inherited.get("name", "mate") == spec.objective["name"] else {}),
                         **spec.objective}
+    for section, values in spec.sections.items():
+        raw[section] = {**(raw.get(section) or {}), **values}
     raw.setdefault("run", {})
     raw["run"] = {**raw["run"], "seed": seed, "out_dir": str(runs_dir), "name": f"{spec.name}-s{seed}"}
     return Config.from_dict(raw)
