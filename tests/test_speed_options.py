@@ -34,7 +34,7 @@ def test_fp16_on_cpu_is_one_clear_error(tmp_path, capsys):
 
 
 def test_unknown_amp_value_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match=r"config key 'run.amp' must be one of 'none', 'bf16', 'fp16', got 'fp8'"):
+    with pytest.raises(ConfigError, match=r"config key 'run.amp' must be one of 'none', 'bf16', 'fp16', 'auto', got 'fp8'"):
         tiny_config(tmp_path, "ce", 1, **{"run.amp": "fp8"})
 
 
@@ -66,3 +66,52 @@ def test_compiled_step_computes_the_same_loss_and_gradients_as_eager(tmp_path, f
     # float32 gradient differs by a fraction of a percent (eager 1 vs 2 threads differs as much).
     rel = (grads[1] - grads[0]).norm() / grads[0].norm()
     assert rel < 2e-2, rel
+
+
+def test_objective_runs_in_float32_under_bf16_autocast_and_checkpoints_stay_float32(tmp_path, fmnist_available):
+    """The model's convolutions run in bf16; MATE's weight network, its softmaxes, the KLs and the CEs
+    see float32 inputs and compute in float32; what is saved is float32."""
+    trainer = Trainer(tiny_config(tmp_path, "mate", 1, **SMALL, **{"run.amp": "bf16"}), log=lambda s: None)
+    seen = {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            seen[name] = (inputs[0].dtype, output.dtype)
+        return hook
+
+    trainer.objective.weight_net.query.register_forward_hook(record("query"))
+    trainer.objective.weight_net.key.register_forward_hook(record("key"))
+    x, y = next(iter(trainer.data.train))
+    with trainer.autocast():
+        out = trainer.model(trainer.prepare(x))
+        loss, logs = trainer.step(trainer.prepare(x), y, 0.5)
+    assert out.exit_logits[0].dtype == torch.bfloat16
+    assert seen == {"query": (torch.float32, torch.float32), "key": (torch.float32, torch.float32)}
+    assert loss.dtype == torch.float32 and logs["attention"].dtype == torch.float32
+    assert logs["teacher_student_kl"].dtype == torch.float32
+    results = trainer.fit()
+    assert results["amp"] == "bf16"
+    from mate.engine import load_checkpoint
+
+    state = load_checkpoint(tmp_path / trainer.run_dir.name / "best.pt")
+    for part in ("model", "objective"):
+        assert all(v.dtype in (torch.float32, torch.int64) for v in state[part].values()), part
+
+
+def test_amp_auto_resolves_to_bf16_only_where_the_hardware_has_it(monkeypatch):
+    from mate.engine.trainer import resolve_amp
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert resolve_amp("auto", cpu) == "bf16"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    assert resolve_amp("auto", cpu) == "none"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert resolve_amp("auto", cpu) == "bf16"
+    assert resolve_amp("none", cpu) == "none" and resolve_amp("bf16", cpu) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_amp("auto", torch.device("cuda")) == "none"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_amp("auto", torch.device("cuda")) == "bf16"

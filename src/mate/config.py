@@ -66,7 +66,9 @@ class RunConfig:
     tensorboard: bool = True
     select: Literal["mean", "last", "ensemble"] = "mean"  # validation score for the best checkpoint
     deterministic: bool = False  # deterministic kernels (exact resume on GPU)
-    amp: Literal["none", "bf16", "fp16"] = "none"  # autocast dtype; fp16 adds a gradient scaler (CUDA only)
+    # autocast dtype; fp16 adds a gradient scaler (CUDA only); auto: bf16 where the hardware runs it
+    # natively (GPUs with bf16, CPUs with AVX-512 BF16 or AMX), none elsewhere
+    amp: Literal["none", "bf16", "fp16", "auto"] = "none"
     compile: bool = False  # torch.compile the training step (the first steps pay the compile time)
     sync_batchnorm: bool = False  # under torchrun: BatchNorm statistics over the global batch, not per process
 

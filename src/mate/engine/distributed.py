@@ -131,8 +131,10 @@ class TrainStep(nn.Module):
         self.objective = objective
 
     def forward(self, x: Tensor, y: Tensor, epoch: float):
-        outputs = self.model(x)
-        loss, logs = self.objective(outputs, y, epoch)
+        outputs = self.model(x)  # under the trainer's autocast, if any
+        # The objective (MATE's weight network, softmaxes, KLs, CEs) always runs in float32.
+        with torch.autocast(x.device.type, enabled=False):
+            loss, logs = self.objective(outputs.float(), y, epoch)
         with torch.no_grad():  # each exit's accuracy on the training batch (augmented, in train mode)
             logs = {**logs, "exit_acc": torch.stack([(z.argmax(-1) == y).float().mean()
                                                      for z in outputs.exit_logits]) * 100}

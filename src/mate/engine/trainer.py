@@ -105,6 +105,7 @@ class Trainer:
         self.is_main = self.dist.is_main
         self.log = log if self.is_main else (lambda message: None)
         check_run_options(config, self.device, self.world_size)
+        self.amp = resolve_amp(config.run.amp, self.device)
         self.run_dir = Path(run_dir) if run_dir else Path(config.run.out_dir) / (config.run.name or default_run_name(config))
         run_on_main(self.dist, lambda: self._prepare_run_dir(resume))
         if config.run.deterministic:
@@ -123,7 +124,7 @@ class Trainer:
         params = list(self.model.parameters()) + list(self.objective.parameters())
         self.optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
                                          weight_decay=o.weight_decay)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.run.amp == "fp16")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
         self.step = wrap_for_training(self.dist, TrainStep(self.model, self.objective), self.device)
         if config.run.compile:
             self.step = torch.compile(self.step)
@@ -205,10 +206,9 @@ class Trainer:
         return x.contiguous(memory_format=torch.channels_last) if self.config.run.channels_last else x
 
     def autocast(self):
-        amp = self.config.run.amp
-        if amp == "none":
+        if self.amp == "none":
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16 if self.amp == "bf16" else torch.float16)
 
     def train_epoch(self, epoch: int) -> dict:
         self.model.train()
@@ -314,12 +314,29 @@ class Trainer:
             rows["val"] = self.evaluate(self.data.val).summary()
         rows["test"] = self.evaluate(self.data.test).summary()
         results = {"run_dir": str(self.run_dir), "best_epoch": int(state["epoch"]) + 1,
-                   "select": self.config.run.select, "train_time_s": self.train_time,
+                   "select": self.config.run.select, "train_time_s": self.train_time, "amp": self.amp,
                    "config": self.config.to_dict(), **rows}
         if self.is_main:
             (self.run_dir / "results.json").write_text(json.dumps(results, indent=2))
         results["table"] = format_exit_table(rows)
         return results
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 arithmetic natively (so autocast to it pays)."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+    return False
+
+
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """run.amp as it applies on ``device``: ``auto`` becomes ``bf16`` or ``none``."""
+    if amp == "auto":
+        return "bf16" if native_bf16(device) else "none"
+    return amp
 
 
 def check_run_options(config: Config, device: torch.device, world_size: int) -> None:

@@ -37,6 +37,10 @@ class MultiExitOutput:
     def stacked_features(self) -> Tensor:
         return torch.stack(self.exit_features, dim=1)  # B x K x d
 
+    def float(self) -> "MultiExitOutput":
+        """The same outputs in float32 (the objectives' arithmetic under mixed precision)."""
+        return MultiExitOutput([z.float() for z in self.exit_logits], [h.float() for h in self.exit_features])
+
 
 def _resize_conv_geometry(in_size: int, out_size: int) -> tuple[int, int]:
     """Kernel/stride and padding of the s x s, stride s conv that maps in_size to out_size.

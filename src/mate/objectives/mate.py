@@ -175,8 +175,10 @@ class MATEObjective(nn.Module):
 
     @torch.no_grad()
     def eval_teachers(self, outputs: MultiExitOutput) -> tuple[Tensor, Tensor]:
-        """The teachers on an evaluation batch (the engine logs their accuracy beside the exits')."""
-        return self.teachers(outputs)
+        """The teachers on an evaluation batch (the engine logs their accuracy beside the exits'),
+        in float32 like the training loss."""
+        with torch.autocast(outputs.exit_logits[0].device.type, enabled=False):
+            return self.teachers(outputs.float())
 
     def student_shares(self, teacher_logits: Tensor, targets: Tensor) -> Tensor:
         """w[k, m], K x K, or per sample (B x K x K) when the off-diagonal shares follow confidence."""
