@@ -131,3 +131,18 @@ def test_teacher_accuracy_is_computed_from_the_teachers_logits():
                 correct[m] += int((t[:, m].argmax(-1) == y).sum())
     assert summary["teacher_acc"] == pytest.approx([100 * c / 10 for c in correct])
     assert torch.allclose(torch.tensor(summary["attention"]), weights / 10, atol=1e-6)
+
+
+def test_val_every_validates_every_n_epochs_and_the_last(tmp_path, fmnist_available):
+    cfg = tiny_config(tmp_path, "ce", epochs=5, **{"run.val_every": 2, "data.train_subset": 512,
+                                                   "data.val_size": 256, "data.test_subset": 256,
+                                                   "model.width": 4})
+    results = train(cfg, log=lambda s: None)
+    run = Path(results["run_dir"])
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [("val" in r) for r in records] == [False, True, False, True, True]
+    validated = {r["epoch"]: r["val"]["mean_acc"] for r in records if "val" in r}
+    assert results["best_epoch"] == max(validated, key=validated.get)
+    assert results["val"]["mean_acc"] == pytest.approx(max(validated.values()), abs=1e-6)
+    with pytest.raises(MateError, match="run.val_every must be at least 1"):
+        train(tiny_config(tmp_path / "x", "ce", epochs=1, **{"run.val_every": 0}), log=lambda s: None)

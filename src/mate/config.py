@@ -64,6 +64,7 @@ class RunConfig:
     channels_last: bool = True  # NHWC convolutions: faster on CPU and on tensor cores
     progress: bool = True  # progress bar
     tensorboard: bool = True
+    val_every: int = 1  # validate (and select the best checkpoint) every N epochs, and after the last one
     select: Literal["mean", "last", "ensemble"] = "mean"  # validation score for the best checkpoint
     deterministic: bool = False  # deterministic kernels (exact resume on GPU)
     # autocast dtype; fp16 adds a gradient scaler (CUDA only); auto: bf16 where the hardware runs it

@@ -288,12 +288,14 @@ class Trainer:
             self.train_time += time.perf_counter() - t0
             record = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], "train": train_logs,
                       "time": self.train_time}
-            if self.data.val is not None:
+            if self.data.val is None:
+                score = float(epoch)  # no validation split: the last epoch is the best
+            elif (epoch + 1) % cfg.run.val_every == 0 or epoch + 1 == cfg.optim.epochs:
                 val = self.evaluate(self.data.val).summary()
                 record["val"] = val
                 score = selection_score(val, cfg.run.select)
             else:
-                score = float(epoch)  # no validation split: the last epoch is the best
+                score = -math.inf  # not validated this epoch: never the best
             improved = score > self.best_score
             if improved:
                 self.best_score, self.best_epoch = score, epoch + 1
@@ -342,6 +344,8 @@ def resolve_amp(amp: str, device: torch.device) -> str:
 def check_run_options(config: Config, device: torch.device, world_size: int) -> None:
     """Combinations no single key can reject on its own."""
     r, d = config.run, config.data
+    if r.val_every < 1:
+        raise ConfigError(f"run.val_every must be at least 1, got {r.val_every}")
     if r.amp == "fp16" and device.type != "cuda":
         raise ConfigError(f"run.amp=fp16 needs a CUDA device (float16 autocast with a gradient scaler); "
                           f"this run is on {device.type}. Use run.amp=bf16, or run.amp=none")
