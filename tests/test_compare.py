@@ -103,7 +103,7 @@ def test_a_failed_run_is_reported_and_the_others_finish(tmp_path, fmnist_availab
             "--workers", "2"]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "1 of 2 runs failed" in err and "boom seed 0" in err
+    assert "1 of 2 runs failed" in err and "boom 0" in err
     assert (tmp_path / "o" / "runs" / "ce-s0" / "results.json").exists()
 
 

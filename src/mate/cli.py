@@ -105,13 +105,50 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     summary = compare(args.config, methods, args.seeds, args.out, args.overrides, args.variants, args.runs,
-                      workers=args.workers, archive_dir=args.archive)
+                      archive_dir=args.archive, options=_launch_options(args))
     from .experiments.compare import markdown_table
 
     print(markdown_table(summary))
     print(f"\nwritten: {args.out}/table.md, summary.csv, runs.csv, per_exit_accuracy.png"
           + (", improvement_over_ce.png" if "ce" in summary and len(summary) > 1 else ""))
     return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .experiments.sweep import parse_grid, sweep
+
+    rows = sweep(args.config, parse_grid(args.grid) if args.grid else None, args.seeds, args.out, args.points,
+                 args.overrides, args.variants, args.runs, args.archive, _launch_options(args))
+    print((Path(args.out) / "table.md").read_text())
+    print(f"written: {args.out}/table.md, sweep.csv, runs.csv" + (", sweep_*.png" if rows else ""))
+    return 0
+
+
+def _launch_options(args: argparse.Namespace):
+    from .experiments.launchers import LaunchOptions
+
+    return LaunchOptions(launcher=args.launcher, workers=args.workers, nproc_per_run=args.nproc_per_run,
+                         address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
+                         partition=args.partition, time_min=args.time_min, array_parallelism=args.array_parallelism,
+                         cluster=args.slurm_cluster)
+
+
+def _add_launcher_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("who trains the runs")
+    g.add_argument("--launcher", choices=["local", "ray", "slurm"], default="local",
+                   help="local: this machine (default); ray: tasks on a Ray cluster; slurm: a submitit job array")
+    g.add_argument("--workers", type=int, default=1,
+                   help="local: runs trained at a time, each in its own process with one thread (default 1)")
+    g.add_argument("--nproc-per-run", type=int, default=1,
+                   help="processes per run (torchrun locally, tasks of one job on Slurm)")
+    g.add_argument("--address", help="ray: the cluster's address (default: RAY_ADDRESS, or a local runtime)")
+    g.add_argument("--cpus-per-run", type=float, default=1.0, help="ray/slurm: CPUs per run (default 1)")
+    g.add_argument("--gpus-per-run", type=float, default=0.0, help="ray/slurm: GPUs per run (default 0)")
+    g.add_argument("--partition", help="slurm: partition")
+    g.add_argument("--time-min", type=int, default=240, help="slurm: time limit per run in minutes (default 240)")
+    g.add_argument("--array-parallelism", type=int, default=64, help="slurm: array jobs at once (default 64)")
+    g.add_argument("--slurm-cluster", choices=["slurm", "local", "debug"],
+                   help="slurm: submitit's executor (default: slurm when sbatch exists, else local)")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -217,12 +254,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", help="extra YAML of named objective sections")
     p.add_argument("--runs", help="folder of the training runs (default OUT/runs); share it between "
                                   "comparisons so that each run is trained once")
-    p.add_argument("--workers", type=int, default=1,
-                   help="runs trained at a time, each in its own process with one thread (default 1)")
     p.add_argument("--archive", help="folder keeping each finished run's results.json and metrics.jsonl "
                                      "(no checkpoints); runs found there are not trained again")
+    _add_launcher_args(p)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the base config")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("sweep", help="a grid over any config keys x seeds; table, CSV and plots",
+                       description="Train every point of a grid (the Cartesian product of --grid KEY=V1,V2 ..., "
+                                   "or the points of a YAML file) with every seed, on this machine, a Ray "
+                                   "cluster or Slurm. 'method' is a key too (objective names or variants). "
+                                   "Resumable: re-run the same command to continue or retry failed runs.")
+    p.add_argument("--config", help="base YAML config (file or shipped name)")
+    p.add_argument("--grid", nargs="+", metavar="KEY=V1,V2", help="e.g. optim.lr=0.05,0.1 method=ce,mate")
+    p.add_argument("--points", help="YAML file of named points {name: {key: value}} (instead of --grid)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    p.add_argument("--out", default="runs/sweep", help="output folder (default runs/sweep)")
+    p.add_argument("--variants", help="extra YAML of named objective sections (for the 'method' key)")
+    p.add_argument("--runs", help="folder of the training runs (default OUT/runs)")
+    p.add_argument("--archive", help="folder keeping each finished run's small files; runs found there are "
+                                     "not trained again")
+    _add_launcher_args(p)
+    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="overrides of the base config for every point")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("report", help="render a run as Markdown with curves and learning-gap plots")
     p.add_argument("run_dir", help="a run folder written by mate train")

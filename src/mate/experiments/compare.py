@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +20,10 @@ from typing import Callable, Optional, Sequence
 import yaml
 
 from ..config import SHIPPED_CONFIGS, Config, apply_overrides, read_yaml, resolve_config_path
-from ..engine import train
-from ..errors import ConfigError, MateError
+from ..errors import ConfigError
 from ..objectives import OBJECTIVES
+from .launchers import LaunchOptions
+from .sweep import train_all
 
 DEFAULT_VARIANTS = SHIPPED_CONFIGS / "methods.yaml"
 
@@ -88,17 +88,16 @@ def run_config(base: dict, spec: MethodSpec, seed: int, runs_dir: Path) -> Confi
 def compare(config_path: Optional[str | Path], methods: Sequence[str], seeds: int, out_dir: str | Path,
             overrides: Sequence[str] = (), variants_file: Optional[str | Path] = None,
             runs_dir: Optional[str | Path] = None, log: Callable[[str], None] = print, workers: int = 1,
-            archive_dir: Optional[str | Path] = None) -> dict:
+            archive_dir: Optional[str | Path] = None, options: Optional[LaunchOptions] = None) -> dict:
     """``runs_dir`` (default OUT/runs) may be shared by several comparisons: a run is trained once.
 
     ``workers`` > 1 trains that many runs at a time in separate processes, each with one
-    intra-op thread (results equal a sequential one-thread comparison's). ``archive_dir`` keeps
-    each finished run's small files (results.json, metrics.jsonl, config.yaml, split.json; no
-    checkpoint) in ARCHIVE/<run name>/, and a run found there is not trained again: commit that
-    folder and a comparison continues on a fresh machine.
+    intra-op thread (results equal a sequential one-thread comparison's); ``options`` picks another
+    launcher (Ray, Slurm). ``archive_dir`` keeps each finished run's small files (results.json,
+    metrics.jsonl, config.yaml, split.json; no checkpoint) in ARCHIVE/<run name>/, and a run found
+    there is not trained again: commit that folder and a comparison continues on a fresh machine.
     """
-    if workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    options = options or LaunchOptions(workers=workers)
     out_dir = Path(out_dir)
     runs_dir = Path(runs_dir) if runs_dir else out_dir / "runs"
     base = apply_overrides(read_yaml(config_path) if config_path else {}, overrides)
@@ -108,101 +107,10 @@ def compare(config_path: Optional[str | Path], methods: Sequence[str], seeds: in
     (out_dir / "compare.json").write_text(json.dumps(
         {"config": str(config_path), "overrides": list(overrides), "methods": [s.__dict__ for s in specs],
          "seeds": seeds, "runs_dir": str(runs_dir)}, indent=2))
-    todo = []
-    for (name, seed), cfg in configs.items():
-        run_dir = Path(cfg.run.out_dir) / cfg.run.name
-        if not (run_dir / "results.json").exists() and archive_dir is not None:
-            restore_run(Path(archive_dir) / cfg.run.name, run_dir)
-        if (run_dir / "results.json").exists():
-            log(f"[compare] {name} seed {seed}: done already")
-            continue
-        todo.append((name, seed, cfg, run_dir))
-    failures = run_all(todo, workers, log)
-    if archive_dir is not None:
-        for cfg in configs.values():
-            archive_run(Path(cfg.run.out_dir) / cfg.run.name, Path(archive_dir) / cfg.run.name)
-    if failures:
-        raise MateError(f"{len(failures)} of {len(configs)} runs failed (the others are finished):\n"
-                        + "\n".join(f"  {name} seed {seed}: {msg}" for (name, seed), msg in failures.items()))
-    results = {key: json.loads((Path(c.run.out_dir) / c.run.name / "results.json").read_text())
-               for key, c in configs.items()}
+    results = train_all(configs, options, archive_dir, log)
     summary = summarise([s.name for s in specs], seeds, results)
     write_outputs(out_dir, summary, results)
     return summary
-
-
-ARCHIVED_FILES = ("results.json", "metrics.jsonl", "config.yaml", "split.json")
-
-
-def archive_run(run_dir: Path, dest: Path) -> None:
-    """Copy a finished run's small files (never its checkpoints) to ``dest``."""
-    if not (run_dir / "results.json").exists():
-        return
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ARCHIVED_FILES:
-        if (run_dir / name).exists():
-            shutil.copyfile(run_dir / name, dest / name)
-
-
-def restore_run(src: Path, run_dir: Path) -> None:
-    """Put an archived finished run back in place of training it."""
-    if not (src / "results.json").exists():
-        return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for name in ARCHIVED_FILES:
-        if (src / name).exists():
-            shutil.copyfile(src / name, run_dir / name)
-
-
-def _train_one(cfg: Config, run_dir: Path, threads: Optional[int]) -> None:
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-    train(cfg, run_dir=run_dir, resume=(run_dir / "last.pt").exists(), log=lambda s: None)
-
-
-def _init_worker() -> None:
-    from ..runtime import tune_cpu_allocator
-
-    tune_cpu_allocator()
-
-
-def run_all(todo: list, workers: int, log: Callable[[str], None]) -> dict:
-    """Train every (name, seed, config, run_dir); a failure is reported and the rest go on."""
-    failures: dict = {}
-
-    def started(name, seed, run_dir):
-        resume = (run_dir / "last.pt").exists()
-        log(f"[compare] {name} seed {seed}: {'resuming' if resume else 'training'} in {run_dir}")
-
-    if workers == 1 or len(todo) <= 1:
-        for name, seed, cfg, run_dir in todo:
-            started(name, seed, run_dir)
-            try:
-                _train_one(cfg, run_dir, None)
-            except MateError as exc:
-                failures[(name, seed)] = str(exc)
-                log(f"[compare] {name} seed {seed}: FAILED: {exc}")
-        return failures
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    # spawn: a fresh interpreter per worker (fork would copy this process's thread pools).
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker) as pool:
-        futures = {}
-        for name, seed, cfg, run_dir in todo:
-            started(name, seed, run_dir)
-            futures[pool.submit(_train_one, cfg, run_dir, 1)] = (name, seed)
-        for future, (name, seed) in futures.items():
-            try:
-                future.result()
-                log(f"[compare] {name} seed {seed}: finished")
-            except Exception as exc:  # noqa: BLE001 - a failed run must not stop the others
-                failures[(name, seed)] = f"{type(exc).__name__}: {exc}"
-                log(f"[compare] {name} seed {seed}: FAILED: {exc}")
-    return failures
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:

@@ -46,3 +46,27 @@ def plot_improvement(summary: dict, baseline: str, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_sweep_key(rows: list[dict], key: str, path: Path) -> None:
+    """Test accuracy (mean over exits) against one numeric key: one line per value of the other keys,
+    error bars = std over seeds."""
+    others = [k for k in rows[0]["values"] if k != key]
+    lines: dict = {}
+    for r in rows:
+        label = ", ".join(f"{k.split('.')[-1]}={r['values'][k]}" for k in others) or "sweep"
+        lines.setdefault(label, []).append((r["values"][key], *r["mean_acc"]))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for label, pts in lines.items():
+        pts.sort()
+        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", capsize=3,
+                    label=label)
+    ax.set_xlabel(key)
+    ax.set_ylabel("test accuracy, mean over exits (%)")
+    ax.set_title(f"Accuracy against {key} (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    if len(lines) > 1:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

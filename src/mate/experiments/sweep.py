@@ -1,0 +1,261 @@
+"""``mate sweep``: a grid over any config keys × seeds, trained by any launcher.
+
+    mate sweep --config BASE --grid optim.lr=0.05,0.1 objective.primary_share=0.5,0.7,0.9 --seeds 3 --out DIR
+
+A point is one combination of values (the Cartesian product of ``--grid``, or the named points of
+a YAML file: ``{name: {key: value, ...}}`` or a list of such mappings). The pseudo-key ``method``
+takes methods as ``mate compare`` does (objective names or variants), so ``mate compare`` is the
+sweep over ``method``. Every point × seed is a run folder ``RUNS/<point>-s<seed>`` named from its
+values; finished runs are skipped, interrupted ones resumed, failed ones retried by running the
+command again. OUT gets ``sweep.csv`` (one row per point: its values, test accuracy per exit and
+ensemble, mean ± std over seeds, validation score), ``runs.csv`` (one row per run), ``table.md``,
+and for each numeric key a plot of accuracy against that key, one line per value of the other
+keys, with the seed spread.
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import re
+import shutil
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import yaml
+
+from ..config import Config, apply_overrides, read_yaml, resolve_config_path
+from ..errors import ConfigError, MateError
+from .launchers import LaunchOptions, RunTask, launch
+
+ARCHIVED_FILES = ("results.json", "metrics.jsonl", "config.yaml", "split.json")
+
+
+@dataclass
+class Point:
+    name: str
+    values: dict  # key -> value, in grid order ("method" included when swept)
+    configs: dict = field(default_factory=dict)  # seed -> Config
+
+
+def parse_grid(items: Sequence[str]) -> dict:
+    """``["optim.lr=0.05,0.1", "method=ce,mate"]`` -> {"optim.lr": [0.05, 0.1], "method": ["ce", "mate"]}."""
+    grid: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--grid entry '{item}' must look like section.key=v1,v2,...")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        if key != "method" and "." not in key:
+            raise ConfigError(f"--grid key '{key}' must be section.key (e.g. optim.lr) or 'method'")
+        if key in grid:
+            raise ConfigError(f"--grid key '{key}' is given twice")
+        grid[key] = [yaml.safe_load(v) if v.strip() else "" for v in text.split(",")]
+    return grid
+
+
+def expand_grid(grid: dict) -> list[dict]:
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def load_points(path: str | Path) -> list[tuple[Optional[str], dict]]:
+    raw = yaml.safe_load(Path(path).read_text())
+    if isinstance(raw, dict):
+        items = list(raw.items())
+    elif isinstance(raw, list):
+        items = [(None, p) for p in raw]
+    else:
+        raise ConfigError(f"points file {path} must be a mapping of named points or a list of points")
+    for name, point in items:
+        if not isinstance(point, dict) or not point:
+            raise ConfigError(f"points file {path}: point {name or point!r} must be a non-empty mapping of keys")
+    return items
+
+
+def _format(value) -> str:
+    """A value as YAML text that reads back as the same value (also as an override)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        text = repr(value)
+        mantissa, _, exponent = text.partition("e")
+        if exponent and "." not in mantissa:  # YAML 1.1 reads 1e+30 as a string, 1.0e+30 as a float
+            text = f"{mantissa}.0e{exponent}"
+        return text
+    return json.dumps(value)
+
+
+def point_name(values: dict) -> str:
+    """A folder name from the point's values: the last part of each key, '=' and the value."""
+    leaves = [k.split(".")[-1] for k in values]
+    parts = []
+    for (key, value), leaf in zip(values.items(), leaves):
+        label = leaf if leaves.count(leaf) == 1 else key
+        parts.append(f"{label}={_format(value)}")
+    name = "_".join(parts) or "base"
+    return re.sub(r"[^A-Za-z0-9_.=+-]", "-", name)
+
+
+def build_points(base: dict, value_sets: list[tuple[Optional[str], dict]], seeds: Sequence[int], runs_dir: Path,
+                 variants_file: Optional[str | Path] = None) -> list[Point]:
+    from .compare import load_method_specs, run_config
+
+    points = []
+    for name, values in value_sets:
+        values = dict(values)
+        name = name or point_name(values)
+        overrides = [f"{k}={_format(v)}" for k, v in values.items() if k != "method"]
+        raw = apply_overrides(base, overrides)
+        point = Point(name, values)
+        for seed in seeds:
+            if "method" in values:
+                spec = load_method_specs([str(values["method"])], variants_file)[0]
+                cfg = run_config(raw, spec, seed, runs_dir)
+                cfg.run.name = f"{name}-s{seed}"
+            else:
+                d = json.loads(json.dumps(raw))
+                d.setdefault("run", {})
+                d["run"] = {**d["run"], "seed": seed, "out_dir": str(runs_dir), "name": f"{name}-s{seed}"}
+                cfg = Config.from_dict(d)
+            point.configs[seed] = cfg
+        points.append(point)
+    if len({p.name for p in points}) != len(points):
+        raise ConfigError("two points of the sweep have the same name")
+    return points
+
+
+def archive_run(run_dir: Path, dest: Path) -> None:
+    """Copy a finished run's small files (never its checkpoints) to ``dest``."""
+    if not (run_dir / "results.json").exists():
+        return
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ARCHIVED_FILES:
+        if (run_dir / name).exists():
+            shutil.copyfile(run_dir / name, dest / name)
+
+
+def restore_run(src: Path, run_dir: Path) -> None:
+    """Put an archived finished run back in place of training it."""
+    if not (src / "results.json").exists():
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in ARCHIVED_FILES:
+        if (src / name).exists():
+            shutil.copyfile(src / name, run_dir / name)
+
+
+def train_all(configs: dict, options: LaunchOptions, archive_dir: Optional[str | Path] = None,
+              log: Callable[[str], None] = print) -> dict:
+    """Train every {key: Config} not finished yet with the launcher; returns {key: results.json}.
+
+    A run found in ``archive_dir`` is restored instead of trained; every finished run is archived.
+    Raises MateError naming each failed run (and its log) after all the others have finished.
+    """
+    tasks = []
+    for key, cfg in configs.items():
+        run_dir = Path(cfg.run.out_dir) / cfg.run.name
+        if not (run_dir / "results.json").exists() and archive_dir is not None:
+            restore_run(Path(archive_dir) / cfg.run.name, run_dir)
+        if (run_dir / "results.json").exists():
+            log(f"[run] {' '.join(map(str, key))}: done already")
+            continue
+        tasks.append(RunTask(key, cfg.to_dict(), str(run_dir)))
+    failures = launch(tasks, options, log)
+    if archive_dir is not None:
+        for cfg in configs.values():
+            archive_run(Path(cfg.run.out_dir) / cfg.run.name, Path(archive_dir) / cfg.run.name)
+    if failures:
+        raise MateError(f"{len(failures)} of {len(configs)} runs failed (the others are finished; run the "
+                        "same command again to retry them):\n"
+                        + "\n".join(f"  {' '.join(map(str, k))}: {msg}" for k, msg in failures.items()))
+    return {key: json.loads((Path(c.run.out_dir) / c.run.name / "results.json").read_text())
+            for key, c in configs.items()}
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarise_points(points: list[Point], results: dict) -> list[dict]:
+    rows = []
+    for p in points:
+        runs = [results[(p.name, s)] for s in p.configs]
+        k = len(runs[0]["test"]["exit_acc"])
+        rows.append({
+            "point": p.name, "values": p.values, "seeds": len(runs),
+            "exit_acc": [_mean_std([r["test"]["exit_acc"][i] for r in runs]) for i in range(k)],
+            "mean_acc": _mean_std([r["test"]["mean_acc"] for r in runs]),
+            "ensemble_acc": _mean_std([r["test"]["ensemble_acc"] for r in runs]),
+            "val_mean_acc": _mean_std([r["val"]["mean_acc"] for r in runs]) if "val" in runs[0] else None,
+        })
+    return rows
+
+
+def sweep(config_path: Optional[str | Path], grid: Optional[dict], seeds: int, out_dir: str | Path,
+          points_file: Optional[str | Path] = None, overrides: Sequence[str] = (),
+          variants_file: Optional[str | Path] = None, runs_dir: Optional[str | Path] = None,
+          archive_dir: Optional[str | Path] = None, options: Optional[LaunchOptions] = None,
+          log: Callable[[str], None] = print) -> list[dict]:
+    if bool(grid) == bool(points_file):
+        raise ConfigError("give the points either as --grid KEY=V1,V2 ... or as --points FILE (one of the two)")
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    options = options or LaunchOptions()
+    out_dir = Path(out_dir)
+    runs_dir = Path(runs_dir) if runs_dir else out_dir / "runs"
+    base = apply_overrides(read_yaml(config_path) if config_path else {}, overrides)
+    value_sets = [(None, v) for v in expand_grid(grid)] if grid else load_points(resolve_config_path(points_file))
+    points = build_points(base, value_sets, range(seeds), runs_dir, variants_file)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "sweep.json").write_text(json.dumps(
+        {"config": str(config_path), "overrides": list(overrides), "grid": grid, "points_file": str(points_file),
+         "points": [{"name": p.name, "values": p.values} for p in points], "seeds": seeds,
+         "runs_dir": str(runs_dir)}, indent=2, default=str))
+    configs = {(p.name, s): cfg for p in points for s, cfg in p.configs.items()}
+    results = train_all(configs, options, archive_dir, log)
+    rows = summarise_points(points, results)
+    write_sweep_outputs(out_dir, rows, results)
+    return rows
+
+
+def write_sweep_outputs(out_dir: Path, rows: list[dict], results: dict) -> None:
+    keys = list(rows[0]["values"])
+    k = len(rows[0]["exit_acc"])
+    with open(out_dir / "sweep.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["point", *keys, *[f"exit{i + 1}_{s}" for i in range(k) for s in ("mean", "std")],
+                    "mean_mean", "mean_std", "ensemble_mean", "ensemble_std", "val_mean", "val_std", "seeds"])
+        for r in rows:
+            val = r["val_mean_acc"] or ("", "")
+            w.writerow([r["point"], *[_format(r["values"][key]) for key in keys],
+                        *[f"{v:.4f}" for ms in r["exit_acc"] for v in ms],
+                        *[f"{v:.4f}" for v in r["mean_acc"]], *[f"{v:.4f}" for v in r["ensemble_acc"]],
+                        *[f"{v:.4f}" if v != "" else "" for v in val], r["seeds"]])
+    with open(out_dir / "runs.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["point", "seed", "best_epoch", *[f"exit{i + 1}" for i in range(k)], "ensemble", "val_mean"])
+        for (name, seed), r in results.items():
+            w.writerow([name, seed, r["best_epoch"], *[f"{a:.2f}" for a in r["test"]["exit_acc"]],
+                        f"{r['test']['ensemble_acc']:.2f}", f"{r['val']['mean_acc']:.2f}" if "val" in r else ""])
+    head = ["point", *keys] + [f"exit {i + 1}" for i in range(k)] + ["ensemble", "val mean"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---|" * len(keys) + "---:|" * (k + 2)]
+    for r in rows:
+        cells = [f"{m:.2f} ± {s:.2f}" for m, s in r["exit_acc"]]
+        val = f"{r['val_mean_acc'][0]:.2f} ± {r['val_mean_acc'][1]:.2f}" if r["val_mean_acc"] else ""
+        lines.append(f"| {r['point']} | " + " | ".join(_format(r["values"][key]) for key in keys) + " | "
+                     + " | ".join(cells) + f" | {r['ensemble_acc'][0]:.2f} ± {r['ensemble_acc'][1]:.2f} | {val} |")
+    (out_dir / "table.md").write_text(
+        f"Test top-1 accuracy (%), mean ± std over {rows[0]['seeds']} seed(s); checkpoints selected on the "
+        "validation split; 'val mean' is the validation mean over exits (the selection score).\n\n"
+        + "\n".join(lines) + "\n")
+    from .plots import plot_sweep_key
+
+    for key in keys:
+        if all(isinstance(r["values"][key], (int, float)) and not isinstance(r["values"][key], bool) for r in rows):
+            if len({r["values"][key] for r in rows}) > 1:
+                plot_sweep_key(rows, key, out_dir / f"sweep_{re.sub(r'[^A-Za-z0-9_]', '_', key)}.png")
