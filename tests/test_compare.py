@@ -21,7 +21,8 @@ def test_compare_smoke_writes_table_csv_plots_and_resumes(tmp_path, fmnist_avail
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "| ce |" in text and "| mate |" in text
-    for name in ("table.md", "summary.csv", "runs.csv", "per_exit_accuracy.png", "improvement_over_ce.png"):
+    for name in ("table.md", "summary.csv", "runs.csv", "per_exit_accuracy.png", "improvement_over_ce.png",
+                 "paired_vs_ce.md"):
         assert (out / name).stat().st_size > 0, name
     rows = list(csv.DictReader(open(out / "runs.csv")))
     assert [r["method"] for r in rows] == ["ce", "mate"]
@@ -120,3 +121,21 @@ def test_long_form_variants_change_other_sections(tmp_path):
     bad.write_text("x: {objective: {name: ce}, loss: {a: 1}}\n")
     with pytest.raises(ConfigError, match="among data, model, optim, run"):
         load_method_specs(["x"], bad)
+
+
+def test_paired_differences_are_per_seed():
+    from mate.experiments.compare import paired_differences, paired_table
+
+    def run(accs, ens):
+        return {"test": {"exit_acc": accs, "ensemble_acc": ens}}
+
+    results = {("ce", 0): run([80.0, 90.0], 85.0), ("ce", 1): run([82.0, 88.0], 86.0), ("ce", 2): run([81.0, 89.0], 84.0),
+               ("mate", 0): run([81.0, 89.0], 86.0), ("mate", 1): run([84.0, 88.0], 85.0),
+               ("mate", 2): run([82.5, 88.0], 84.0)}
+    d = paired_differences(results, "mate", "ce", 3)
+    # exit 1: +1, +2, +1.5 -> mean 1.5, std 0.5, 3 above; exit 2: -1, 0, -1 -> mean -2/3, 0 above, 2 below
+    assert d["exit"][0] == pytest.approx((1.5, 0.5, 3, 0))
+    assert d["exit"][1][:2] == pytest.approx((-2 / 3, 0.57735, ), abs=1e-5) and d["exit"][1][2:] == (0, 2)
+    assert d["ensemble"][2:] == (1, 1)
+    table = paired_table(results, ["ce", "mate"], "ce", 3)
+    assert "| mate − ce | +1.50 ± 0.50 (3↑ 0↓) | -0.67 ± 0.58 (0↑ 2↓) |" in table

@@ -132,6 +132,34 @@ def summarise(methods: list[str], seeds: int, results: dict) -> dict:
     return rows
 
 
+def paired_differences(results: dict, method: str, reference: str, seeds: int, split: str = "test") -> dict:
+    """Per-seed paired differences method − reference (same seed: same data order and init), per exit
+    and for the ensemble: {"exit": [(mean, std, n_positive, n_negative)], "ensemble": (...), "n": seeds}."""
+    def stats(values: list[float]) -> tuple[float, float, int, int]:
+        mean, std = _mean_std(values)
+        return mean, std, sum(v > 0 for v in values), sum(v < 0 for v in values)
+
+    runs = [(results[(method, s)][split], results[(reference, s)][split]) for s in range(seeds)]
+    k = len(runs[0][0]["exit_acc"])
+    return {"exit": [stats([a["exit_acc"][i] - b["exit_acc"][i] for a, b in runs]) for i in range(k)],
+            "ensemble": stats([a["ensemble_acc"] - b["ensemble_acc"] for a, b in runs]), "n": seeds}
+
+
+def paired_table(results: dict, methods: list[str], reference: str, seeds: int, split: str = "test") -> str:
+    """Markdown: each method minus ``reference``, per exit: mean ± std of the per-seed differences, and
+    how many seeds are above / below zero."""
+    k = len(results[(reference, 0)][split]["exit_acc"])
+    head = ["method"] + [f"exit {i + 1}" for i in range(k)] + ["ensemble"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for m in methods:
+        if m == reference:
+            continue
+        d = paired_differences(results, m, reference, seeds, split)
+        cells = [f"{mean:+.2f} ± {std:.2f} ({up}↑ {down}↓)" for mean, std, up, down in d["exit"] + [d["ensemble"]]]
+        lines.append(f"| {m} − {reference} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def markdown_table(summary: dict) -> str:
     k = len(next(iter(summary.values()))["exit_acc"])
     head = ["method"] + [f"exit {i + 1}" for i in range(k)] + ["ensemble", "train time (s)"]
@@ -174,4 +202,10 @@ def write_outputs(out_dir: Path, summary: dict, results: dict) -> None:
 
     plot_exit_accuracy(summary, out_dir / "per_exit_accuracy.png")
     if "ce" in summary and len(summary) > 1:
-        plot_improvement(summary, "ce", out_dir / "improvement_over_ce.png")
+        methods = list(summary)
+        (out_dir / "paired_vs_ce.md").write_text(
+            f"Paired per-seed differences to CE on test (points), mean ± std over {seeds} seed(s), and how many "
+            "seeds are above (↑) and below (↓) CE. Seed s gives every method the same initial network and data "
+            "order.\n\n" + paired_table(results, methods, "ce", seeds) + "\n")
+        paired = {m: paired_differences(results, m, "ce", seeds) for m in methods if m != "ce"}
+        plot_improvement(summary, "ce", out_dir / "improvement_over_ce.png", paired)

@@ -27,20 +27,26 @@ def plot_exit_accuracy(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_improvement(summary: dict, baseline: str, path: Path) -> None:
+def plot_improvement(summary: dict, baseline: str, path: Path, paired: dict | None = None) -> None:
+    """Bars: mean per-seed paired difference to ``baseline`` per exit; error bars: its std over seeds."""
     base = [m for m, _ in summary[baseline]["exit_acc"]]
     others = [n for n in summary if n != baseline]
     k = len(base)
     width = 0.8 / max(1, len(others))
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for j, name in enumerate(others):
-        diff = [m - b for (m, _), b in zip(summary[name]["exit_acc"], base)]
-        ax.bar([i + 1 + (j - (len(others) - 1) / 2) * width for i in range(k)], diff, width, label=name)
+        if paired is not None:
+            diff = [d[0] for d in paired[name]["exit"]]
+            err = [d[1] for d in paired[name]["exit"]]
+        else:
+            diff, err = [m - b for (m, _), b in zip(summary[name]["exit_acc"], base)], None
+        ax.bar([i + 1 + (j - (len(others) - 1) / 2) * width for i in range(k)], diff, width, yerr=err, capsize=2,
+               label=name)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xlabel("exit")
     ax.set_ylabel(f"accuracy − {baseline} (points)")
     ax.set_xticks(list(range(1, k + 1)))
-    ax.set_title(f"Improvement over {baseline} per exit (mean over seeds)")
+    ax.set_title(f"Improvement over {baseline} per exit (paired per-seed difference, mean ± std)", fontsize=9)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
     fig.tight_layout()
