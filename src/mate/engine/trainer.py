@@ -19,7 +19,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
-from .. import __version__
+from .._version import __version__
 from ..config import Config
 from ..data import DatasetSplits, DeviceLoader
 from ..errors import CheckpointError, ConfigError, MateError, TrainingDiverged
