@@ -9,10 +9,10 @@ import torch
 from conftest import tiny_config
 from mate import EarlyExitPredictor, prepare_for_inference
 from mate.cli import main
-from mate.engine import collect_exit_logits, train
+from mate.engine import load_trained, train
 from mate.errors import ConfigError, MateError
-from mate.evaluation import budget_curve, calibrate_thresholds, exit_scores, geometric_shares, simulate
-from mate.evaluation.trained import load_trained
+from mate.evaluation import (budget_curve, calibrate_thresholds, collect_exit_logits, exit_scores, geometric_shares,
+                             simulate)
 
 
 @pytest.fixture(scope="module")

@@ -44,8 +44,8 @@ def _default_config() -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .config import Config, apply_overrides, load_config
-    from .engine import load_checkpoint, train
+    from .config import load_config
+    from .engine import config_from_checkpoint, train
 
     if args.resume:
         run_dir = Path(args.resume)
@@ -53,8 +53,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.config:
             config = load_config(args.config, args.overrides)
         else:
-            state = load_checkpoint(run_dir / "last.pt")
-            config = Config.from_dict(apply_overrides(state["config"], args.overrides))
+            config = config_from_checkpoint(run_dir / "last.pt", args.overrides)
         results = train(config, run_dir=run_dir, resume=True)
     else:
         path = args.config or _default_config()
@@ -82,8 +81,8 @@ def _print_results(results: dict) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .engine import collect_exit_logits, format_exit_table
-    from .evaluation.trained import load_trained
+    from .engine import load_trained
+    from .evaluation import collect_exit_logits, format_exit_table
 
     trained = load_trained(args.checkpoint, args.overrides)
     data = trained.data
@@ -128,16 +127,14 @@ def _split_overrides(items: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def cmd_flops(args: argparse.Namespace) -> int:
-    from .config import Config, apply_overrides, load_config
+    from .config import load_config
     from .data import load_dataset
-    from .engine import load_checkpoint
-    from .engine.trainer import build_model
+    from .engine import build_model, config_from_checkpoint
     from .evaluation.flops import exit_costs, format_cost_table
 
     source = Path(args.source)
     if source.suffix == ".pt" or source.is_dir():
-        state = load_checkpoint(source)
-        config = Config.from_dict(apply_overrides(state["config"], args.overrides))
+        config = config_from_checkpoint(source, args.overrides)
     else:
         config = load_config(args.source, args.overrides)
     d = config.data

@@ -23,13 +23,13 @@ from .._version import __version__
 from ..config import Config
 from ..data import DatasetSplits, DeviceLoader
 from ..errors import CheckpointError, ConfigError, MateError, TrainingDiverged
+from ..evaluation.logits import ExitLogits, collect_exit_logits, format_exit_table, selection_score
 from ..models import MultiExitNetwork, create_model
 from ..objectives import OBJECTIVES, create_objective
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import build_data
 from .distributed import (TrainStep, all_reduce_sum, convert_sync_batchnorm, gather_batches, init_distributed,
                           run_on_main, wrap_for_training)
-from .evaluate import ExitLogits, collect_exit_logits, format_exit_table, selection_score
 from .logger import RunLogger
 
 

@@ -21,8 +21,8 @@ from typing import List, Sequence
 import torch
 from torch import Tensor
 
-from ..engine.evaluate import ExitLogits
 from ..errors import MateError
+from .logits import ExitLogits
 from .scores import exit_scores
 
 QS = [p / 20 for p in range(1, 40)]

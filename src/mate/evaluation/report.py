@@ -4,14 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from ..engine.evaluate import collect_exit_logits
+from ..engine.trained import load_trained
 from ..errors import MateError
 from .anytime import anytime_points, format_anytime_table, write_anytime_csv
 from .budget import budget_curve, write_budget_csv
 from .flops import exit_costs
+from .logits import collect_exit_logits
 from .plots import plot_budget_curves
 from .scores import check_score
-from .trained import load_trained
 
 # Rows of the printed summary (the CSV holds all 39).
 SUMMARY_QS = (0.05, 0.25, 0.5, 0.75, 1.0, 1.5, 1.95)

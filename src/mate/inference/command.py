@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from ..engine.evaluate import collect_exit_logits
+from ..engine.trained import load_trained
 from ..errors import ConfigError, MateError
-from ..evaluation.trained import load_trained
+from ..evaluation.logits import collect_exit_logits
 from .images import list_images, load_images
 from .optimize import prepare_for_inference
 from .predictor import EarlyExitPredictor, EarlyExitResult

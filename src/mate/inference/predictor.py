@@ -20,10 +20,10 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from ..engine.evaluate import ExitLogits
 from ..errors import ConfigError
 from ..evaluation.budget import thresholds_for_budget
 from ..evaluation.flops import ExitCosts, exit_costs
+from ..evaluation.logits import ExitLogits
 from ..evaluation.scores import check_score, score_step, select_state
 from ..models import MultiExitNetwork
 
