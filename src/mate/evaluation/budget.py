@@ -26,6 +26,7 @@ from .logits import ExitLogits
 from .scores import exit_scores
 
 QS = [p / 20 for p in range(1, 40)]
+SUMMARY_QS = (0.05, 0.25, 0.5, 0.75, 1.0, 1.5, 1.95)  # the rows of a printed summary (a CSV holds all 39)
 
 
 def geometric_shares(q: float, num_exits: int) -> List[float]:
@@ -132,6 +133,16 @@ def thresholds_for_budget(val: ExitLogits, flops: Sequence[float], budget: float
         raise MateError(f"no threshold setting fits a budget of {budget / 1e6:.3f} MFLOPs per sample; "
                         f"the cheapest exit alone costs {cheapest / 1e6:.3f} MFLOPs. Raise --budget.")
     return best[1], best[2]
+
+
+def format_budget_table(points: Sequence[BudgetPoint], qs: Sequence[float] = SUMMARY_QS) -> str:
+    """A Markdown table of the points at ``qs``: average cost, test accuracy and exit shares."""
+    lines = ["| q | avg MFLOPs | test acc (%) | exit shares |", "|---:|---:|---:|---|"]
+    for p in points:
+        if any(abs(p.q - q) < 1e-9 for q in qs):
+            shares = " / ".join(f"{s:.2f}" for s in p.shares)
+            lines.append(f"| {p.q:.2f} | {p.avg_flops / 1e6:.2f} | {p.accuracy:.2f} | {shares} |")
+    return "\n".join(lines)
 
 
 def write_budget_csv(curves: dict[tuple[str, str], List[BudgetPoint]], path: str | Path) -> Path:

@@ -42,6 +42,11 @@ class EarlyExitResult:
     def mean_flops(self) -> float:
         return float(self.flops.mean())
 
+    @classmethod
+    def cat(cls, results: Sequence["EarlyExitResult"]) -> "EarlyExitResult":
+        """The results of several batches as one, on the CPU, in order."""
+        return cls(*(torch.cat([getattr(r, f).cpu() for r in results]) for f in ("predictions", "exits", "flops")))
+
 
 class EarlyExitPredictor:
     """``EarlyExitPredictor(model, thresholds=...)`` or ``EarlyExitPredictor(model, budget=...,
