@@ -234,7 +234,7 @@ def _onnx_run(predictor, loader):
 @pytest.mark.parametrize("score", ["max_prob", "neg_entropy", "patience"])
 def test_onnx_predictor_equals_its_offline_simulation(trained, exported, score):
     from mate.inference import OnnxEarlyExitPredictor
-    from mate.inference.onnx_predictor import numpy_score_step
+    from mate.evaluation.scores import score_step as numpy_score_step  # one score_step for NumPy and torch
 
     images = torch.cat([x for x, _ in trained.data.test]).numpy()
     probe = OnnxEarlyExitPredictor(exported, thresholds=0.5, score=score)

@@ -186,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score", choices=SCORES,
                    help="exit score (default: max_prob; an export folder: the manifest's)")
     p.add_argument("--split", choices=["test", "val"], default="test", help="dataset split to predict (default: test)")
-    p.add_argument("--images", metavar="DIR", help="predict the PNG/JPEG files of DIR instead of a split")
+    p.add_argument("--images", metavar="DIR", help="predict the image files of DIR (PNG, JPEG, BMP, WebP, TIFF, PPM, PGM) "
+                                                  "instead of a split")
     p.add_argument("--out", metavar="CSV", help="write one row per sample: prediction, exit, MFLOPs")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--as-trained", action="store_true",

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import MateError
+from ..errors import ConfigError, MateError
 from .logits import ExitLogits
-from .scores import exit_scores
+from .scores import Array, exit_scores, ops_for
 
 QS = [p / 20 for p in range(1, 40)]
 SUMMARY_QS = (0.05, 0.25, 0.5, 0.75, 1.0, 1.5, 1.95)  # the rows of a printed summary (a CSV holds all 39)
@@ -51,11 +52,29 @@ def calibrate_thresholds(scores: Tensor, shares: Sequence[float]) -> Tensor:
     return thresholds
 
 
-def exit_decisions(scores: Tensor, thresholds: Tensor) -> Tensor:
-    """Exit index (0-based) of every sample: the first k with score_k >= T_k; the last exit takes the rest."""
-    passes = scores >= thresholds.to(scores.dtype)[:, None]
+def exit_thresholds(thresholds: float | Sequence[float] | Tensor | np.ndarray, num_exits: int) -> np.ndarray:
+    """The K float32 thresholds of an early exit from one value for every exit but the last, K-1
+    values, or K values (the last is ignored): T_K = -inf, the last exit takes every sample left."""
+    if isinstance(thresholds, Tensor):
+        thresholds = thresholds.detach().float().cpu().numpy()
+    values = np.asarray(thresholds, dtype=np.float32).reshape(-1)
+    k = num_exits
+    if values.size == 1:
+        values = np.repeat(values, k - 1)
+    if values.size == k:
+        values = values[:-1]
+    if values.size != k - 1:
+        raise ConfigError(f"give 1 or {k - 1} thresholds for a model with {k} exits, got {values.size}")
+    return np.concatenate([values, np.array([-math.inf], dtype=np.float32)])
+
+
+def exit_decisions(scores: Array, thresholds: Array) -> Array:
+    """Exit index (0-based) of every sample: the first k with score_k >= T_k; the last exit takes
+    the rest. ``scores`` (K x N) and ``thresholds`` (K): torch tensors or NumPy arrays."""
+    ops = ops_for(scores)
+    passes = scores >= ops.as_dtype_of(thresholds, scores)[:, None]
     passes[-1] = True
-    return passes.to(torch.uint8).argmax(0)  # argmax returns the first maximum
+    return ops.argmax(ops.uint8(passes), 0)  # argmax returns the first maximum
 
 
 @dataclass
