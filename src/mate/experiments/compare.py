@@ -112,7 +112,7 @@ def compare(config_path: Optional[str | Path], methods: Sequence[str], seeds: in
     for (name, seed), cfg in configs.items():
         run_dir = Path(cfg.run.out_dir) / cfg.run.name
         if not (run_dir / "results.json").exists() and archive_dir is not None:
-            restore_run(Path(archive_dir) / cfg.run.name, run_dir)
+            copy_finished_run(Path(archive_dir) / cfg.run.name, run_dir)
         if (run_dir / "results.json").exists():
             log(f"[compare] {name} seed {seed}: done already")
             continue
@@ -120,7 +120,7 @@ def compare(config_path: Optional[str | Path], methods: Sequence[str], seeds: in
     failures = run_all(todo, workers, log)
     if archive_dir is not None:
         for cfg in configs.values():
-            archive_run(Path(cfg.run.out_dir) / cfg.run.name, Path(archive_dir) / cfg.run.name)
+            copy_finished_run(Path(cfg.run.out_dir) / cfg.run.name, Path(archive_dir) / cfg.run.name)
     if failures:
         raise MateError(f"{len(failures)} of {len(configs)} runs failed (the others are finished):\n"
                         + "\n".join(f"  {name} seed {seed}: {msg}" for (name, seed), msg in failures.items()))
@@ -134,24 +134,15 @@ def compare(config_path: Optional[str | Path], methods: Sequence[str], seeds: in
 ARCHIVED_FILES = ("results.json", "metrics.jsonl", "config.yaml", "split.json")
 
 
-def archive_run(run_dir: Path, dest: Path) -> None:
-    """Copy a finished run's small files (never its checkpoints) to ``dest``."""
-    if not (run_dir / "results.json").exists():
+def copy_finished_run(src: Path, dest: Path) -> None:
+    """Copy a finished run's small files (never its checkpoints) from ``src`` to ``dest``: to the
+    archive after training, and back from it in place of training; nothing if ``src`` is unfinished."""
+    if not (src / "results.json").exists():
         return
     dest.mkdir(parents=True, exist_ok=True)
     for name in ARCHIVED_FILES:
-        if (run_dir / name).exists():
-            shutil.copyfile(run_dir / name, dest / name)
-
-
-def restore_run(src: Path, run_dir: Path) -> None:
-    """Put an archived finished run back in place of training it."""
-    if not (src / "results.json").exists():
-        return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for name in ARCHIVED_FILES:
         if (src / name).exists():
-            shutil.copyfile(src / name, run_dir / name)
+            shutil.copyfile(src / name, dest / name)
 
 
 def _train_one(cfg: Config, run_dir: Path, threads: Optional[int]) -> None:
