@@ -201,7 +201,8 @@ class Trainer:
         }
 
     # -- one epoch ----------------------------------------------------------------------------
-    def prepare(self, x: Tensor) -> Tensor:
+    def to_memory_format(self, x: Tensor) -> Tensor:
+        """An input batch in the run's memory format (NHWC with run.channels_last)."""
         return x.contiguous(memory_format=torch.channels_last) if self.config.run.channels_last else x
 
     def autocast(self):
@@ -221,7 +222,7 @@ class Trainer:
                             f"epoch {epoch + 1}/{self.config.optim.epochs}")
         for i, (x, y) in enumerate(batches):
             with self.autocast():
-                loss, logs = self.step(self.prepare(x), y, epoch + i / self.steps_per_epoch)
+                loss, logs = self.step(self.to_memory_format(x), y, epoch + i / self.steps_per_epoch)
             # Every rank checks the mean over ranks, so all stop together when any one diverges.
             mean_loss = all_reduce_sum(loss.detach().float().clone()) / self.world_size
             if not torch.isfinite(mean_loss):
@@ -261,7 +262,7 @@ class Trainer:
         teachers = getattr(self.objective, "eval_teachers", None)
         self.objective.eval()
         with self.autocast():
-            local = collect_exit_logits(self.model, batches(), self.prepare, teachers)
+            local = collect_exit_logits(self.model, batches(), self.to_memory_format, teachers)
         self.objective.train()
         if not self.dist.enabled:
             return local
