@@ -220,13 +220,14 @@ class Trainer:
         count = torch.zeros((), device=self.device)
         batches = _progress(self.data.train, self.config.run.progress and self.is_main,
                             f"epoch {epoch + 1}/{self.config.optim.epochs}")
+        watch = DivergenceWatch(self.device)
         for i, (x, y) in enumerate(batches):
             with self.autocast():
                 loss, logs = self.step(self.to_memory_format(x), y, epoch + i / self.steps_per_epoch)
-            # Every rank checks the mean over ranks, so all stop together when any one diverges.
-            mean_loss = all_reduce_sum(loss.detach().float().clone()) / self.world_size
-            if not torch.isfinite(mean_loss):
-                self._diverged(mean_loss, epoch, i)
+            # Every rank watches the mean over ranks, so all stop together when any one diverges.
+            watch.record(i, all_reduce_sum(loss.detach().float().clone()) / self.world_size)
+            if (i + 1) % DIVERGENCE_CHECK_STEPS == 0:
+                self._stop_if_diverged(watch, epoch)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -238,14 +239,19 @@ class Trainer:
             for key, value in logs.items():
                 value = value.detach().float() * b
                 sums[key] = sums[key] + value if key in sums else value
+        self._stop_if_diverged(watch, epoch)  # before the epoch's checkpoint is written
         all_reduce_sum(count)
         return {key: (all_reduce_sum(value) / count).cpu().tolist() for key, value in sums.items()}
 
-    def _diverged(self, loss: Tensor, epoch: int, i: int) -> None:
+    def _stop_if_diverged(self, watch: DivergenceWatch, epoch: int) -> None:
+        first = watch.first()
+        if first is None:
+            return
+        i, loss = first
         last = self.run_dir / "last.pt"
         saved = run_on_main(self.dist, last.exists)
         raise TrainingDiverged(
-            f"the loss became {loss.item()} at epoch {epoch + 1}, step {i + 1} (global step "
+            f"the loss became {loss} at epoch {epoch + 1}, step {i + 1} (global step "
             f"{epoch * self.steps_per_epoch + i + 1}); nothing was saved after it. The last good checkpoint is "
             f"{last if saved else '(none yet)'}; lower optim.lr (or add optim.warmup_epochs) and resume or restart."
         )
@@ -321,6 +327,34 @@ class Trainer:
             (self.run_dir / "results.json").write_text(json.dumps(results, indent=2))
         results["table"] = format_exit_table(rows)
         return results
+
+
+DIVERGENCE_CHECK_STEPS = 100  # training steps between two reads of the divergence watch
+
+
+class DivergenceWatch:
+    """The first step of an epoch whose loss (the mean over ranks) is not finite.
+
+    ``record`` keeps it on the training device, so the host does not wait for the device at
+    every step; ``first`` reads it (one wait). The trainer reads it every
+    ``DIVERGENCE_CHECK_STEPS`` steps and at the end of the epoch, before any checkpoint is
+    written, so a checkpoint never holds the weights of a diverged run. The steps taken between
+    the divergence and the read change nothing that is kept.
+    """
+
+    def __init__(self, device: torch.device):
+        self.step = torch.full((), -1, dtype=torch.long, device=device)
+        self.loss = torch.zeros((), device=device)
+
+    def record(self, step: int, loss: Tensor) -> None:
+        first = ~torch.isfinite(loss) & (self.step < 0)
+        self.step = torch.where(first, step, self.step)
+        self.loss = torch.where(first, loss, self.loss)
+
+    def first(self) -> Optional[tuple[int, float]]:
+        """(step within the epoch, 0-based; its loss), or None while every loss was finite."""
+        step = int(self.step)
+        return None if step < 0 else (step, float(self.loss))
 
 
 def check_run_options(config: Config, device: torch.device, world_size: int) -> None:
