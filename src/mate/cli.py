@@ -59,21 +59,21 @@ def _split_overrides(items: Sequence[str]) -> tuple[list[str], list[str]]:
 def cmd_train(args: argparse.Namespace) -> int:
     from .commands.train import train_command
 
-    return train_command(args.config, args.overrides, args.resume)
+    return train_command(args.config, args.overrides, resume=args.resume)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .commands.evaluate import eval_command
 
-    return eval_command(args.checkpoint, args.split, args.json, args.overrides)
+    return eval_command(args.checkpoint, split=args.split, as_json=args.json, overrides=args.overrides)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from .commands.compare import compare_command
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    return compare_command(args.config, methods, args.seeds, args.out, args.overrides, args.variants, args.runs,
-                           args.workers, args.archive)
+    return compare_command(args.config, methods, seeds=args.seeds, out=args.out, overrides=args.overrides,
+                           variants=args.variants, runs=args.runs, workers=args.workers, archive=args.archive)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -85,28 +85,29 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_flops(args: argparse.Namespace) -> int:
     from .commands.flops import flops_command
 
-    return flops_command(args.source, args.overrides, args.json)
+    return flops_command(args.source, overrides=args.overrides, as_json=args.json)
 
 
 def cmd_budget(args: argparse.Namespace) -> int:
     from .commands.budget import budget_command
 
     paths, overrides = _split_overrides(args.checkpoints)
-    return budget_command(paths, overrides, args.score, args.out)
+    return budget_command(paths, overrides, scores=args.score, out=args.out)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .commands.predict import predict_command
 
-    return predict_command(args.checkpoint, args.budget, _thresholds(args.threshold), args.score, args.split,
-                           args.images, args.out, args.batch_size, args.as_trained, args.overrides)
+    return predict_command(args.checkpoint, budget=args.budget, thresholds=_thresholds(args.threshold),
+                           score=args.score, split=args.split, images=args.images, out=args.out,
+                           batch_size=args.batch_size, as_trained=args.as_trained, overrides=args.overrides)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .commands.export import export_command
 
-    return export_command(args.checkpoint, args.out, args.budget, _thresholds(args.threshold), args.score,
-                          args.overrides)
+    return export_command(args.checkpoint, args.out, budget=args.budget, thresholds=_thresholds(args.threshold),
+                          score=args.score, overrides=args.overrides)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
