@@ -34,10 +34,8 @@ import numpy as np
 import torch
 
 from mate import EarlyExitPredictor, prepare_for_inference, tune_cpu_allocator
-from mate.engine import collect_exit_logits
-from mate.engine.evaluate import ExitLogits
-from mate.evaluation import budget_curve, exit_costs, exit_scores, simulate
-from mate.evaluation.trained import load_trained
+from mate.engine import load_trained
+from mate.evaluation import ExitLogits, budget_curve, collect_exit_logits, exit_costs, exit_scores, simulate
 
 
 class TorchBackend:

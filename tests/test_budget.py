@@ -4,10 +4,10 @@ import math
 import pytest
 import torch
 
-from mate.engine.evaluate import ExitLogits
 from mate.errors import MateError
-from mate.evaluation import (QS, anytime_points, budget_curve, calibrate_thresholds, exit_decisions, exit_scores,
-                             geometric_shares, simulate, thresholds_for_budget, write_anytime_csv, write_budget_csv)
+from mate.evaluation import (QS, ExitLogits, anytime_points, budget_curve, calibrate_thresholds, exit_decisions,
+                             exit_scores, geometric_shares, simulate, thresholds_for_budget, write_anytime_csv,
+                             write_budget_csv)
 from mate.evaluation.plots import plot_budget_curves
 
 

@@ -9,10 +9,10 @@ import torch
 from conftest import tiny_config
 from mate import EarlyExitPredictor, prepare_for_inference
 from mate.cli import main
-from mate.engine import collect_exit_logits, train
+from mate.engine import load_trained, train
 from mate.errors import ConfigError, MateError
-from mate.evaluation import budget_curve, calibrate_thresholds, exit_scores, geometric_shares, simulate
-from mate.evaluation.trained import load_trained
+from mate.evaluation import (budget_curve, calibrate_thresholds, collect_exit_logits, exit_scores, geometric_shares,
+                             simulate)
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +242,7 @@ def _onnx_run(predictor, loader):
 @pytest.mark.parametrize("score", ["max_prob", "neg_entropy", "patience"])
 def test_onnx_predictor_equals_its_offline_simulation(trained, exported, score):
     from mate.inference import OnnxEarlyExitPredictor
-    from mate.inference.onnx_predictor import numpy_score_step
+    from mate.evaluation.scores import score_step as numpy_score_step  # one score_step for NumPy and torch
 
     images = torch.cat([x for x, _ in trained.data.test]).numpy()
     probe = OnnxEarlyExitPredictor(exported, thresholds=0.5, score=score)

@@ -15,7 +15,7 @@ def test_bf16_autocast_runs_the_model_in_bf16_and_trains(tmp_path, fmnist_availa
     trainer = Trainer(tiny_config(tmp_path, "mate", 1, **SMALL, **{"run.amp": "bf16"}), log=lambda s: None)
     x, y = next(iter(trainer.data.train))
     with trainer.autocast():
-        out = trainer.model(trainer.prepare(x))
+        out = trainer.model(trainer.to_memory_format(x))
     assert all(z.dtype == torch.bfloat16 for z in out.exit_logits)
     assert trainer.model.stem[0].weight.dtype == torch.float32  # master weights stay float32
     before = trainer.model.stem[0].weight.detach().clone()
@@ -57,7 +57,7 @@ def test_compiled_step_computes_the_same_loss_and_gradients_as_eager(tmp_path, f
     x, y = next(iter(eager.data.train))
     losses, grads = [], []
     for trainer in (eager, compiled):
-        loss, _ = trainer.step(trainer.prepare(x), y, 0.5)
+        loss, _ = trainer.step(trainer.to_memory_format(x), y, 0.5)
         loss.backward()
         losses.append(loss.item())
         grads.append(trainer.model.stem[0].weight.grad.clone())
@@ -83,8 +83,8 @@ def test_objective_runs_in_float32_under_bf16_autocast_and_checkpoints_stay_floa
     trainer.objective.weight_net.key.register_forward_hook(record("key"))
     x, y = next(iter(trainer.data.train))
     with trainer.autocast():
-        out = trainer.model(trainer.prepare(x))
-        loss, logs = trainer.step(trainer.prepare(x), y, 0.5)
+        out = trainer.model(trainer.to_memory_format(x))
+        loss, logs = trainer.step(trainer.to_memory_format(x), y, 0.5)
     assert out.exit_logits[0].dtype == torch.bfloat16
     assert seen == {"query": (torch.float32, torch.float32), "key": (torch.float32, torch.float32)}
     assert loss.dtype == torch.float32 and logs["attention"].dtype == torch.float32

@@ -111,7 +111,7 @@ def test_train_step_logs_each_exits_batch_accuracy():
 
 
 def test_teacher_accuracy_is_computed_from_the_teachers_logits():
-    from mate.engine.evaluate import collect_exit_logits
+    from mate.evaluation import collect_exit_logits
     from mate.objectives import create_objective
     import mate
 

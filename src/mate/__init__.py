@@ -8,15 +8,14 @@ Python API::
                                       feature_dim=model.feature_dim, num_classes=10)
     loss, logs = objective(model(images), labels, epoch)
 """
-__version__ = "0.1.0"
-
-from .errors import CheckpointError, ConfigError, DataError, MateError, TrainingDiverged  # noqa: E402
-from .models import MultiExitNetwork, MultiExitOutput, create_model, list_models  # noqa: E402
-from .objectives import create_objective, list_objectives  # noqa: E402
-from .data import list_datasets, load_dataset  # noqa: E402
-from .config import Config, load_config  # noqa: E402
-from .inference import EarlyExitPredictor, prepare_for_inference  # noqa: E402
-from .runtime import tune_cpu_allocator  # noqa: E402
+from ._version import __version__
+from .errors import CheckpointError, ConfigError, DataError, MateError, TrainingDiverged
+from .models import MultiExitNetwork, MultiExitOutput, create_model, list_models
+from .objectives import create_objective, list_objectives
+from .data import list_datasets, load_dataset
+from .config import Config, load_config
+from .inference import EarlyExitPredictor, prepare_for_inference
+from .runtime import tune_cpu_allocator
 
 __all__ = [
     "__version__", "create_model", "list_models", "create_objective", "list_objectives",

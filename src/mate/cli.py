@@ -1,14 +1,15 @@
-"""The ``mate`` command line. Errors a user can cause are printed as one line, no traceback."""
+"""The ``mate`` command line: parses the arguments and calls the subcommand's handler in ``mate.commands``.
+Errors a user can cause are printed as one line, no traceback."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from . import __version__
-from .errors import MateError
+from ._version import __version__
+from .errors import ConfigError, MateError
+from .evaluation.scores import SCORES
 from .runtime import tune_cpu_allocator
 
 DESCRIPTION = """\
@@ -36,101 +37,59 @@ examples:
 """
 
 
-def _default_config() -> Path:
-    """The main job's config, shipped with the package."""
-    from .config import resolve_config_path
+def _thresholds(text: Optional[str]) -> Optional[list[float]]:
+    """``--threshold T[,T...]`` as numbers."""
+    if text is None:
+        return None
+    try:
+        return [float(t) for t in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--threshold {text!r}: give numbers separated by commas, e.g. 0.9 or 0.95,0.9,0.8") from None
 
-    return resolve_config_path("fashion_mnist_quick")
 
+def _split_overrides(items: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Positional words: checkpoints, and section.key=value overrides."""
+    paths = [s for s in items if "=" not in s or Path(s).exists()]
+    return paths, [s for s in items if s not in paths]
+
+
+# One adapter per subcommand: the parsed arguments as the handler's plain values. The handlers are
+# imported here, when their command runs, so that a command pays only for its own imports.
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .config import Config, apply_overrides, load_config
-    from .engine import load_checkpoint, train
+    from .commands.train import train_command
 
-    if args.resume:
-        run_dir = Path(args.resume)
-        run_dir = run_dir.parent if run_dir.suffix == ".pt" else run_dir
-        if args.config:
-            config = load_config(args.config, args.overrides)
-        else:
-            state = load_checkpoint(run_dir / "last.pt")
-            config = Config.from_dict(apply_overrides(state["config"], args.overrides))
-        results = train(config, run_dir=run_dir, resume=True)
-    else:
-        path = args.config or _default_config()
-        config = load_config(path, args.overrides)
-        if _is_main_process():
-            print(f"config: {path}")
-        results = train(config)
-    if _is_main_process():
-        _print_results(results)
-    return 0
-
-
-def _is_main_process() -> bool:
-    """Under torchrun only rank 0 prints; every process still reports its own errors."""
-    import os
-
-    return os.environ.get("RANK", "0") == "0"
-
-
-def _print_results(results: dict) -> None:
-    print()
-    print(f"run: {results['run_dir']}  (best epoch {results['best_epoch']} by validation "
-          f"'{results['select']}' accuracy; training {results['train_time_s']:.0f}s)")
-    print(results["table"])
+    return train_command(args.config, args.overrides, resume=args.resume)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .engine import collect_exit_logits, format_exit_table
-    from .evaluation.trained import load_trained
+    from .commands.evaluate import eval_command
 
-    trained = load_trained(args.checkpoint, args.overrides)
-    data = trained.data
-    rows = {}
-    if args.split in ("val", "both") and data.val is not None:
-        rows["val"] = collect_exit_logits(trained.model, data.val).summary()
-    if args.split in ("test", "both"):
-        rows["test"] = collect_exit_logits(trained.model, data.test).summary()
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        print(f"checkpoint: {args.checkpoint} (epoch {trained.epoch})")
-        print(format_exit_table(rows))
-    return 0
+    return eval_command(args.checkpoint, split=args.split, as_json=args.json, overrides=args.overrides)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .experiments import compare
+    from .commands.compare import compare_command
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    summary = compare(args.config, methods, args.seeds, args.out, args.overrides, args.variants, args.runs,
-                      archive_dir=args.archive, options=_launch_options(args))
-    from .experiments.compare import markdown_table
-
-    print(markdown_table(summary))
-    print(f"\nwritten: {args.out}/table.md, summary.csv, runs.csv, per_exit_accuracy.png"
-          + (", improvement_over_ce.png" if "ce" in summary and len(summary) > 1 else ""))
-    return 0
+    return compare_command(args.config, methods, seeds=args.seeds, out=args.out, overrides=args.overrides,
+                           variants=args.variants, runs=args.runs, archive=args.archive, **_launch_options(args))
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .experiments.sweep import parse_grid, sweep
+    from .commands.sweep import sweep_command
 
-    rows = sweep(args.config, parse_grid(args.grid) if args.grid else None, args.seeds, args.out, args.points,
-                 args.overrides, args.variants, args.runs, args.archive, _launch_options(args))
-    print((Path(args.out) / "table.md").read_text())
-    print(f"written: {args.out}/table.md, sweep.csv, runs.csv" + (", sweep_*.png" if rows else ""))
-    return 0
+    return sweep_command(args.config, grid=args.grid, points=args.points, seeds=args.seeds, out=args.out,
+                         overrides=args.overrides, variants=args.variants, runs=args.runs, archive=args.archive,
+                         **_launch_options(args))
 
 
-def _launch_options(args: argparse.Namespace):
-    from .experiments.launchers import LaunchOptions
-
-    return LaunchOptions(launcher=args.launcher, workers=args.workers, nproc_per_run=args.nproc_per_run,
-                         address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
-                         partition=args.partition, time_min=args.time_min, array_parallelism=args.array_parallelism,
-                         cluster=args.slurm_cluster)
+def _launch_options(args: argparse.Namespace) -> dict:
+    """The launcher flags as the keyword arguments of mate.experiments.launchers.LaunchOptions."""
+    return dict(launcher=args.launcher, workers=args.workers, nproc_per_run=args.nproc_per_run,
+                address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
+                partition=args.partition, time_min=args.time_min, array_parallelism=args.array_parallelism,
+                cluster=args.slurm_cluster)
 
 
 def _add_launcher_args(p: argparse.ArgumentParser) -> None:
@@ -152,73 +111,43 @@ def _add_launcher_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .experiments import render_report
+    from .commands.report import report_command
 
-    print(f"written: {render_report(args.run_dir)}")
-    return 0
-
-
-def _split_overrides(items: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Positional words: checkpoints, and section.key=value overrides."""
-    paths = [s for s in items if "=" not in s or Path(s).exists()]
-    return paths, [s for s in items if s not in paths]
+    return report_command(args.run_dir)
 
 
 def cmd_flops(args: argparse.Namespace) -> int:
-    from .config import Config, apply_overrides, load_config
-    from .data import load_dataset
-    from .engine import load_checkpoint
-    from .engine.trainer import build_model
-    from .evaluation.flops import exit_costs, format_cost_table
+    from .commands.flops import flops_command
 
-    source = Path(args.source)
-    if source.suffix == ".pt" or source.is_dir():
-        state = load_checkpoint(source)
-        config = Config.from_dict(apply_overrides(state["config"], args.overrides))
-    else:
-        config = load_config(args.source, args.overrides)
-    d = config.data
-    model = build_model(config, load_dataset(d.name, root=d.root, download=d.download))
-    costs = exit_costs(model)
-    if args.json:
-        print(json.dumps({"input_shape": list(costs.input_shape), "flops": costs.flops, "params": costs.params}))
-        return 0
-    shape = "x".join(map(str, costs.input_shape))
-    print(f"{config.model['name']} on {d.name} (one {shape} input). FLOPs = 2 x multiply-accumulates, counted by "
-          "torch.utils.flop_counter; F_k includes exits 1..k; training-only parts are not part of the model.")
-    print(format_cost_table(costs))
-    return 0
+    return flops_command(args.source, overrides=args.overrides, as_json=args.json)
 
 
 def cmd_budget(args: argparse.Namespace) -> int:
-    from .evaluation.report import budget_report
+    from .commands.budget import budget_command
 
     paths, overrides = _split_overrides(args.checkpoints)
-    if not paths:
-        raise MateError("give at least one checkpoint")
-    print(budget_report(paths, overrides, args.score, Path(args.out)))
-    return 0
+    return budget_command(paths, overrides, scores=args.score, out=args.out)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .inference.command import predict_command
+    from .commands.predict import predict_command
 
-    return predict_command(args)
+    return predict_command(args.checkpoint, budget=args.budget, thresholds=_thresholds(args.threshold),
+                           score=args.score, split=args.split, images=args.images, out=args.out,
+                           batch_size=args.batch_size, as_trained=args.as_trained, overrides=args.overrides)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .inference.command import export_command
+    from .commands.export import export_command
 
-    return export_command(args)
+    return export_command(args.checkpoint, args.out, budget=args.budget, thresholds=_thresholds(args.threshold),
+                          score=args.score, overrides=args.overrides)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from . import list_datasets, list_models, list_objectives
+    from .commands.listing import list_command
 
-    print("models:     " + ", ".join(list_models()))
-    print("objectives: " + ", ".join(list_objectives()))
-    print("datasets:   " + ", ".join(list_datasets()))
-    return 0
+    return list_command()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -294,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Budgeted batch classification (MSDNet's protocol): thresholds calibrated on the "
                                    "validation split, applied to test; one curve per checkpoint and score.")
     p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="one or more .pt files (KEY=VALUE overrides may follow)")
-    p.add_argument("--score", nargs="+", choices=["max_prob", "neg_entropy", "patience"], default=["max_prob"],
+    p.add_argument("--score", nargs="+", choices=SCORES, default=["max_prob"],
                    help="exit score(s) (default: max_prob)")
     p.add_argument("--out", default="budget", help="folder for budget.csv, anytime.csv and budget.png (default: ./budget)")
     p.set_defaults(func=cmd_budget)
@@ -307,10 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--budget", type=float, metavar="MFLOPS", help="average MFLOPs per sample; thresholds calibrated on the validation split")
     how.add_argument("--threshold", metavar="T[,T...]", help="one threshold for every exit but the last, or one per exit "
                                                             "(an export folder: default the manifest's)")
-    p.add_argument("--score", choices=["max_prob", "neg_entropy", "patience"],
+    p.add_argument("--score", choices=SCORES,
                    help="exit score (default: max_prob; an export folder: the manifest's)")
     p.add_argument("--split", choices=["test", "val"], default="test", help="dataset split to predict (default: test)")
-    p.add_argument("--images", metavar="DIR", help="predict the PNG/JPEG files of DIR instead of a split")
+    p.add_argument("--images", metavar="DIR", help="predict the image files of DIR (PNG, JPEG, BMP, WebP, TIFF, PPM, PGM) "
+                                                  "instead of a split")
     p.add_argument("--out", metavar="CSV", help="write one row per sample: prediction, exit, MFLOPs")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--as-trained", action="store_true",
@@ -329,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--budget", type=float, metavar="MFLOPS", help="store the thresholds for this average cost "
                                                                    "(calibrated on the validation split)")
     how.add_argument("--threshold", metavar="T[,T...]", help="store these thresholds")
-    p.add_argument("--score", choices=["max_prob", "neg_entropy", "patience"], default="max_prob")
+    p.add_argument("--score", choices=SCORES, default="max_prob")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. data.root=DIR")
     p.set_defaults(func=cmd_export)
 

@@ -159,9 +159,8 @@ def _check_open_section(section: str, values: Any) -> dict:
 
 
 def coerce(key: str, value: Any, annotation: Any) -> Any:
-    """Check ``value`` against a type annotation; ints are accepted where floats are expected."""
-    if isinstance(annotation, str):
-        annotation = eval(annotation, {**typing.__dict__, "Sequence": Sequence})  # noqa: S307 - own annotations
+    """Check ``value`` against a type annotation (a type, not a string: see ``Registry.options``);
+    ints are accepted where floats are expected."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if annotation is Any:
         return value

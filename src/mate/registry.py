@@ -37,10 +37,11 @@ class Registry(Generic[F]):
         return self._entries[name]
 
     def options(self, name: str) -> Dict[str, inspect.Parameter]:
-        """Keyword options a factory accepts (used to validate config sections)."""
+        """Keyword options a factory accepts (used to validate config sections); their annotations
+        are evaluated (types, not strings), so a config value can be checked against them."""
         factory = self.get(name)
         target = factory.__init__ if inspect.isclass(factory) else factory
-        params = inspect.signature(target).parameters
+        params = inspect.signature(target, eval_str=True).parameters
         return {
             k: p
             for k, p in params.items()

@@ -10,10 +10,11 @@ import errno
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
+from ..config import Config, apply_overrides
 from ..errors import CheckpointError, MateError
 
 
@@ -62,3 +63,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise CheckpointError(f"{path} is not a checkpoint written by mate")
     return state
+
+
+def config_from_checkpoint(checkpoint: str | Path | dict[str, Any], overrides: Sequence[str] = ()) -> Config:
+    """The config a checkpoint was trained with, ``section.key=value`` overrides applied, validated.
+
+    ``checkpoint``: a .pt file, a run folder (its last.pt), or a state already loaded.
+    """
+    state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    return Config.from_dict(apply_overrides(state["config"], list(overrides)))

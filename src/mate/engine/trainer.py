@@ -19,17 +19,17 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
-from .. import __version__
+from .._version import __version__
 from ..config import Config
 from ..data import DatasetSplits, DeviceLoader
 from ..errors import CheckpointError, ConfigError, MateError, TrainingDiverged
+from ..evaluation.logits import ExitLogits, collect_exit_logits, format_exit_table, selection_score
 from ..models import MultiExitNetwork, create_model
 from ..objectives import OBJECTIVES, create_objective
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import build_data
 from .distributed import (TrainStep, all_reduce_sum, convert_sync_batchnorm, gather_batches, init_distributed,
                           run_on_main, wrap_for_training)
-from .evaluate import ExitLogits, collect_exit_logits, format_exit_table, selection_score
 from .logger import RunLogger
 
 
@@ -202,7 +202,8 @@ class Trainer:
         }
 
     # -- one epoch ----------------------------------------------------------------------------
-    def prepare(self, x: Tensor) -> Tensor:
+    def to_memory_format(self, x: Tensor) -> Tensor:
+        """An input batch in the run's memory format (NHWC with run.channels_last)."""
         return x.contiguous(memory_format=torch.channels_last) if self.config.run.channels_last else x
 
     def autocast(self):
@@ -219,13 +220,14 @@ class Trainer:
         count = torch.zeros((), device=self.device)
         batches = _progress(self.data.train, self.config.run.progress and self.is_main,
                             f"epoch {epoch + 1}/{self.config.optim.epochs}")
+        watch = DivergenceWatch(self.device)
         for i, (x, y) in enumerate(batches):
             with self.autocast():
-                loss, logs = self.step(self.prepare(x), y, epoch + i / self.steps_per_epoch)
-            # Every rank checks the mean over ranks, so all stop together when any one diverges.
-            mean_loss = all_reduce_sum(loss.detach().float().clone()) / self.world_size
-            if not torch.isfinite(mean_loss):
-                self._diverged(mean_loss, epoch, i)
+                loss, logs = self.step(self.to_memory_format(x), y, epoch + i / self.steps_per_epoch)
+            # Every rank watches the mean over ranks, so all stop together when any one diverges.
+            watch.record(i, all_reduce_sum(loss.detach().float().clone()) / self.world_size)
+            if (i + 1) % DIVERGENCE_CHECK_STEPS == 0:
+                self._stop_if_diverged(watch, epoch)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -237,14 +239,19 @@ class Trainer:
             for key, value in logs.items():
                 value = value.detach().float() * b
                 sums[key] = sums[key] + value if key in sums else value
+        self._stop_if_diverged(watch, epoch)  # before the epoch's checkpoint is written
         all_reduce_sum(count)
         return {key: (all_reduce_sum(value) / count).cpu().tolist() for key, value in sums.items()}
 
-    def _diverged(self, loss: Tensor, epoch: int, i: int) -> None:
+    def _stop_if_diverged(self, watch: DivergenceWatch, epoch: int) -> None:
+        first = watch.first()
+        if first is None:
+            return
+        i, loss = first
         last = self.run_dir / "last.pt"
         saved = run_on_main(self.dist, last.exists)
         raise TrainingDiverged(
-            f"the loss became {loss.item()} at epoch {epoch + 1}, step {i + 1} (global step "
+            f"the loss became {loss} at epoch {epoch + 1}, step {i + 1} (global step "
             f"{epoch * self.steps_per_epoch + i + 1}); nothing was saved after it. The last good checkpoint is "
             f"{last if saved else '(none yet)'}; lower optim.lr (or add optim.warmup_epochs) and resume or restart."
         )
@@ -261,7 +268,7 @@ class Trainer:
         teachers = getattr(self.objective, "eval_teachers", None)
         self.objective.eval()
         with self.autocast():
-            local = collect_exit_logits(self.model, batches(), self.prepare, teachers)
+            local = collect_exit_logits(self.model, batches(), self.to_memory_format, teachers)
         self.objective.train()
         if not self.dist.enabled:
             return local
@@ -339,6 +346,34 @@ def resolve_amp(amp: str, device: torch.device) -> str:
     if amp == "auto":
         return "bf16" if native_bf16(device) else "none"
     return amp
+
+
+DIVERGENCE_CHECK_STEPS = 100  # training steps between two reads of the divergence watch
+
+
+class DivergenceWatch:
+    """The first step of an epoch whose loss (the mean over ranks) is not finite.
+
+    ``record`` keeps it on the training device, so the host does not wait for the device at
+    every step; ``first`` reads it (one wait). The trainer reads it every
+    ``DIVERGENCE_CHECK_STEPS`` steps and at the end of the epoch, before any checkpoint is
+    written, so a checkpoint never holds the weights of a diverged run. The steps taken between
+    the divergence and the read change nothing that is kept.
+    """
+
+    def __init__(self, device: torch.device):
+        self.step = torch.full((), -1, dtype=torch.long, device=device)
+        self.loss = torch.zeros((), device=device)
+
+    def record(self, step: int, loss: Tensor) -> None:
+        first = ~torch.isfinite(loss) & (self.step < 0)
+        self.step = torch.where(first, step, self.step)
+        self.loss = torch.where(first, loss, self.loss)
+
+    def first(self) -> Optional[tuple[int, float]]:
+        """(step within the epoch, 0-based; its loss), or None while every loss was finite."""
+        step = int(self.step)
+        return None if step < 0 else (step, float(self.loss))
 
 
 def check_run_options(config: Config, device: torch.device, world_size: int) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Sequence
 
-from ..engine.evaluate import ExitLogits
+from .logits import ExitLogits
 
 
 @dataclass

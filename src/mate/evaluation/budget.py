@@ -18,14 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from ..engine.evaluate import ExitLogits
-from ..errors import MateError
-from .scores import exit_scores
+from ..errors import ConfigError, MateError
+from .logits import ExitLogits
+from .scores import Array, exit_scores, ops_for
 
 QS = [p / 20 for p in range(1, 40)]
+SUMMARY_QS = (0.05, 0.25, 0.5, 0.75, 1.0, 1.5, 1.95)  # the rows of a printed summary (a CSV holds all 39)
 
 
 def geometric_shares(q: float, num_exits: int) -> List[float]:
@@ -50,11 +52,29 @@ def calibrate_thresholds(scores: Tensor, shares: Sequence[float]) -> Tensor:
     return thresholds
 
 
-def exit_decisions(scores: Tensor, thresholds: Tensor) -> Tensor:
-    """Exit index (0-based) of every sample: the first k with score_k >= T_k; the last exit takes the rest."""
-    passes = scores >= thresholds.to(scores.dtype)[:, None]
+def exit_thresholds(thresholds: float | Sequence[float] | Tensor | np.ndarray, num_exits: int) -> np.ndarray:
+    """The K float32 thresholds of an early exit from one value for every exit but the last, K-1
+    values, or K values (the last is ignored): T_K = -inf, the last exit takes every sample left."""
+    if isinstance(thresholds, Tensor):
+        thresholds = thresholds.detach().float().cpu().numpy()
+    values = np.asarray(thresholds, dtype=np.float32).reshape(-1)
+    k = num_exits
+    if values.size == 1:
+        values = np.repeat(values, k - 1)
+    if values.size == k:
+        values = values[:-1]
+    if values.size != k - 1:
+        raise ConfigError(f"give 1 or {k - 1} thresholds for a model with {k} exits, got {values.size}")
+    return np.concatenate([values, np.array([-math.inf], dtype=np.float32)])
+
+
+def exit_decisions(scores: Array, thresholds: Array) -> Array:
+    """Exit index (0-based) of every sample: the first k with score_k >= T_k; the last exit takes
+    the rest. ``scores`` (K x N) and ``thresholds`` (K): torch tensors or NumPy arrays."""
+    ops = ops_for(scores)
+    passes = scores >= ops.as_dtype_of(thresholds, scores)[:, None]
     passes[-1] = True
-    return passes.to(torch.uint8).argmax(0)  # argmax returns the first maximum
+    return ops.argmax(ops.uint8(passes), 0)  # argmax returns the first maximum
 
 
 @dataclass
@@ -132,6 +152,16 @@ def thresholds_for_budget(val: ExitLogits, flops: Sequence[float], budget: float
         raise MateError(f"no threshold setting fits a budget of {budget / 1e6:.3f} MFLOPs per sample; "
                         f"the cheapest exit alone costs {cheapest / 1e6:.3f} MFLOPs. Raise --budget.")
     return best[1], best[2]
+
+
+def format_budget_table(points: Sequence[BudgetPoint], qs: Sequence[float] = SUMMARY_QS) -> str:
+    """A Markdown table of the points at ``qs``: average cost, test accuracy and exit shares."""
+    lines = ["| q | avg MFLOPs | test acc (%) | exit shares |", "|---:|---:|---:|---|"]
+    for p in points:
+        if any(abs(p.q - q) < 1e-9 for q in qs):
+            shares = " / ".join(f"{s:.2f}" for s in p.shares)
+            lines.append(f"| {p.q:.2f} | {p.avg_flops / 1e6:.2f} | {p.accuracy:.2f} | {shares} |")
+    return "\n".join(lines)
 
 
 def write_budget_csv(curves: dict[tuple[str, str], List[BudgetPoint]], path: str | Path) -> Path:

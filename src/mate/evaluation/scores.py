@@ -1,65 +1,182 @@
 """Exit scores: how confident exit k is about a sample, from its logits alone.
 
-The same ``score_step`` is used by the offline simulation (``budget.exit_scores``, on every
-exit's logits of a whole split) and by the early-exit predictor (on the rows still in the
-batch), so both compare identical numbers against the thresholds.
+Each score is written once, on a few array operations (``Ops``) that exist for PyTorch tensors
+and for NumPy arrays. ``score_step`` picks the operations by the type of the logits, so the
+offline simulation (``exit_scores`` on every exit's logits of a whole split), the PyTorch
+early-exit predictor (on the rows still in the batch) and the ONNX Runtime predictor (NumPy)
+compute the same formulas; within one array library they compare identical numbers against
+the thresholds.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ..errors import ConfigError
 
-SCORES = ("max_prob", "neg_entropy", "patience")
-
+Array = Any  # a torch.Tensor or a np.ndarray
 # Patience carries, per sample, the previous exit's argmax and how many exits in a row agreed.
-ScoreState = Optional[Tuple[Tensor, Tensor]]
+ScoreState = Optional[Tuple[Array, Array]]
 
 
-def check_score(score: str) -> str:
-    if score not in SCORES:
-        raise ConfigError(f"unknown exit score {score!r}; choose one of {', '.join(SCORES)}")
-    return score
+class TorchOps:
+    """The operations the scores use, on PyTorch tensors (last axis: the classes)."""
+
+    @staticmethod
+    def float32(x: Tensor) -> Tensor:
+        return x.float()
+
+    @staticmethod
+    def softmax(x: Tensor) -> Tensor:
+        return x.softmax(-1)
+
+    @staticmethod
+    def log_softmax(x: Tensor) -> Tensor:
+        return x.log_softmax(-1)
+
+    exp = staticmethod(torch.exp)
+    ones_like = staticmethod(torch.ones_like)
+    where = staticmethod(torch.where)
+    stack = staticmethod(torch.stack)
+
+    @staticmethod
+    def amax(x: Tensor) -> Tensor:
+        return x.amax(-1)
+
+    @staticmethod
+    def sum(x: Tensor) -> Tensor:
+        return x.sum(-1)
+
+    @staticmethod
+    def argmax(x: Tensor, axis: int = -1) -> Tensor:
+        return x.argmax(axis)
+
+    @staticmethod
+    def take_rows(x: Tensor, rows: Tensor) -> Tensor:
+        return x.index_select(0, rows)
+
+    @staticmethod
+    def as_dtype_of(x: Any, like: Tensor) -> Tensor:
+        return torch.as_tensor(x).to(like.dtype)
+
+    @staticmethod
+    def uint8(x: Tensor) -> Tensor:
+        return x.to(torch.uint8)
 
 
-def score_step(logits: Tensor, score: str, state: ScoreState = None) -> tuple[Tensor, ScoreState]:
-    """Scores (higher = more confident) of one exit's B x C logits, and the state for the next exit.
+class NumpyOps:
+    """The same operations on NumPy arrays, in float32 (ONNX Runtime's outputs)."""
 
-    max_prob: the largest softmax probability. neg_entropy: sum_c p_c log p_c (0 for a one-hot
-    prediction). patience: the number of consecutive exits, ending at this one, whose argmax
-    equals this exit's argmax (1 at the first exit), as in PABEE, plus half the max probability.
+    @staticmethod
+    def float32(x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=np.float32)
+
+    @staticmethod
+    def softmax(x: np.ndarray) -> np.ndarray:
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    @staticmethod
+    def log_softmax(x: np.ndarray) -> np.ndarray:
+        z = x - x.max(axis=-1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+    exp = staticmethod(np.exp)
+    ones_like = staticmethod(np.ones_like)
+    where = staticmethod(np.where)
+    stack = staticmethod(np.stack)
+
+    @staticmethod
+    def amax(x: np.ndarray) -> np.ndarray:
+        return x.max(axis=-1)
+
+    @staticmethod
+    def sum(x: np.ndarray) -> np.ndarray:
+        return x.sum(axis=-1)
+
+    @staticmethod
+    def argmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+        return x.argmax(axis=axis)
+
+    @staticmethod
+    def take_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return x[rows]
+
+    @staticmethod
+    def as_dtype_of(x: Any, like: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=like.dtype)
+
+    @staticmethod
+    def uint8(x: np.ndarray) -> np.ndarray:
+        return x.astype(np.uint8)
+
+
+Ops = type[TorchOps] | type[NumpyOps]
+
+
+def ops_for(x: Array) -> Ops:
+    """The operations of ``x``'s array library."""
+    return TorchOps if isinstance(x, Tensor) else NumpyOps
+
+
+def max_prob(ops: Ops, logits: Array, state: ScoreState) -> tuple[Array, ScoreState]:
+    """The largest softmax probability."""
+    return ops.amax(ops.softmax(logits)), None
+
+
+def neg_entropy(ops: Ops, logits: Array, state: ScoreState) -> tuple[Array, ScoreState]:
+    """sum_c p_c log p_c (0 for a one-hot prediction)."""
+    logp = ops.log_softmax(logits)
+    return ops.sum(ops.exp(logp) * logp), None
+
+
+def patience(ops: Ops, logits: Array, state: ScoreState) -> tuple[Array, ScoreState]:
+    """The number of consecutive exits, ending at this one, whose argmax equals this exit's argmax
+    (1 at the first exit), as in PABEE, plus half the max probability.
+
     The integer part orders samples by patience; the fraction (in (0, 0.5]) only orders samples
     of equal patience. Without it every sample ties at exit 1 (patience 1), and the calibration's
     tie rule would send the whole split out there.
     """
-    logits = logits.float()
-    if score == "max_prob":
-        return logits.softmax(-1).amax(-1), None
-    if score == "neg_entropy":
-        logp = logits.log_softmax(-1)
-        return (logp.exp() * logp).sum(-1), None
-    if score == "patience":
-        pred = logits.argmax(-1)
-        if state is None:
-            count = torch.ones_like(pred)
-        else:
-            prev_pred, prev_count = state
-            count = torch.where(pred == prev_pred, prev_count + 1, torch.ones_like(prev_count))
-        return count.float() + 0.5 * logits.softmax(-1).amax(-1), (pred, count)
-    raise ConfigError(f"unknown exit score {score!r}; choose one of {', '.join(SCORES)}")
+    pred = ops.argmax(logits)
+    if state is None:
+        count = ops.ones_like(pred)
+    else:
+        prev_pred, prev_count = state
+        count = ops.where(pred == prev_pred, prev_count + 1, ops.ones_like(prev_count))
+    return ops.float32(count) + 0.5 * ops.amax(ops.softmax(logits)), (pred, count)
 
 
-def select_state(state: ScoreState, rows: Tensor) -> ScoreState:
+ScoreFn = Callable[[Ops, Array, ScoreState], tuple[Array, ScoreState]]
+SCORE_FUNCTIONS: dict[str, ScoreFn] = {"max_prob": max_prob, "neg_entropy": neg_entropy, "patience": patience}
+SCORES = tuple(SCORE_FUNCTIONS)
+
+
+def check_score(score: str) -> str:
+    if score not in SCORE_FUNCTIONS:
+        raise ConfigError(f"unknown exit score {score!r}; choose one of {', '.join(SCORES)}")
+    return score
+
+
+def score_step(logits: Array, score: str, state: ScoreState = None) -> tuple[Array, ScoreState]:
+    """Scores (higher = more confident) of one exit's B x C logits, in float32, and the state for
+    the next exit. ``logits``: a torch tensor or a NumPy array; the result is of the same kind."""
+    ops = ops_for(logits)
+    return SCORE_FUNCTIONS[check_score(score)](ops, ops.float32(logits), state)
+
+
+def select_state(state: ScoreState, rows: Array) -> ScoreState:
     """The score state of the rows ``rows`` (after the batch has been compacted)."""
     if state is None:
         return None
-    return state[0].index_select(0, rows), state[1].index_select(0, rows)
+    ops = ops_for(rows)
+    return ops.take_rows(state[0], rows), ops.take_rows(state[1], rows)
 
 
-def exit_scores(logits: Tensor, score: str) -> Tensor:
+def exit_scores(logits: Array, score: str) -> Array:
     """K x N scores from K x N x C logits (every exit of a whole split)."""
     check_score(score)
     state: ScoreState = None
@@ -67,4 +184,4 @@ def exit_scores(logits: Tensor, score: str) -> Tensor:
     for z in logits:
         s, state = score_step(z, score, state)
         out.append(s)
-    return torch.stack(out)
+    return ops_for(logits).stack(out)

@@ -129,24 +129,15 @@ def build_points(base: dict, value_sets: list[tuple[Optional[str], dict]], seeds
     return points
 
 
-def archive_run(run_dir: Path, dest: Path) -> None:
-    """Copy a finished run's small files (never its checkpoints) to ``dest``."""
-    if not (run_dir / "results.json").exists():
+def copy_finished_run(src: Path, dest: Path) -> None:
+    """Copy a finished run's small files (never its checkpoints) from ``src`` to ``dest``: to the
+    archive after training, and back from it in place of training; nothing if ``src`` is unfinished."""
+    if not (src / "results.json").exists():
         return
     dest.mkdir(parents=True, exist_ok=True)
     for name in ARCHIVED_FILES:
-        if (run_dir / name).exists():
-            shutil.copyfile(run_dir / name, dest / name)
-
-
-def restore_run(src: Path, run_dir: Path) -> None:
-    """Put an archived finished run back in place of training it."""
-    if not (src / "results.json").exists():
-        return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for name in ARCHIVED_FILES:
         if (src / name).exists():
-            shutil.copyfile(src / name, run_dir / name)
+            shutil.copyfile(src / name, dest / name)
 
 
 def train_all(configs: dict, options: LaunchOptions, archive_dir: Optional[str | Path] = None,
@@ -160,7 +151,7 @@ def train_all(configs: dict, options: LaunchOptions, archive_dir: Optional[str |
     for key, cfg in configs.items():
         run_dir = Path(cfg.run.out_dir) / cfg.run.name
         if not (run_dir / "results.json").exists() and archive_dir is not None:
-            restore_run(Path(archive_dir) / cfg.run.name, run_dir)
+            copy_finished_run(Path(archive_dir) / cfg.run.name, run_dir)
         if (run_dir / "results.json").exists():
             log(f"[run] {' '.join(map(str, key))}: done already")
             continue
@@ -168,7 +159,7 @@ def train_all(configs: dict, options: LaunchOptions, archive_dir: Optional[str |
     failures = launch(tasks, options, log)
     if archive_dir is not None:
         for cfg in configs.values():
-            archive_run(Path(cfg.run.out_dir) / cfg.run.name, Path(archive_dir) / cfg.run.name)
+            copy_finished_run(Path(cfg.run.out_dir) / cfg.run.name, Path(archive_dir) / cfg.run.name)
     if failures:
         raise MateError(f"{len(failures)} of {len(configs)} runs failed (the others are finished; run the "
                         "same command again to retry them):\n"

@@ -8,18 +8,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..data.image_folder import IMAGE_EXTENSIONS
+from ..data.normalize import normalize_images
 from ..errors import DataError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def list_images(folder: str | Path) -> List[Path]:
+    """The image files of ``folder`` (the suffixes training reads), sorted by name."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"image folder {folder} does not exist")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
-        raise DataError(f"no PNG or JPEG images in {folder}")
+        raise DataError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
     return files
 
 
@@ -40,7 +41,5 @@ def load_images(paths: Sequence[Path], in_channels: int, size: int, mean: Sequen
                 arrays.append(np.asarray(img, dtype=np.uint8).reshape(size, size, in_channels))
         except OSError as exc:
             raise DataError(f"cannot read image {path}: {exc}") from None
-    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255.0
-    std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255.0
-    return ((images - mean_t) / std_t).contiguous()
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+    return normalize_images(images, mean, std).contiguous()

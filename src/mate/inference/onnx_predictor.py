@@ -4,11 +4,11 @@
 manifest with thresholds and score) and runs a batch exactly as ``EarlyExitPredictor`` does:
 stage by stage, the samples that pass exit k's threshold leave, the rest are compacted (one
 NumPy ``take``) and go on. It works on NumPy arrays, and its scores are computed in NumPy
-(``numpy_score_step``: the same formulas as ``mate.evaluation.score_step``, in float32).
+(``mate.evaluation.score_step`` on NumPy arrays: the same formulas as on tensors, in float32).
 
 Exactness: ``offline_exits(stage_logits(images))`` is the offline simulation for this runtime
 (every stage on every row, then the first exit whose score passes). The predictor's exits and
-predictions equal it exactly (tests/test_onnx_predictor.py), for the reason given in
+predictions equal it exactly (tests/test_predictor.py), for the reason given in
 predictor.py: a row's arithmetic does not depend on which rows share its batch, except in a
 batch of one, which is never run (a lone sample runs as two copies). Its logits differ from
 PyTorch's by float rounding (ONNX Runtime folds BatchNorm and fuses activations itself), so the
@@ -21,16 +21,16 @@ of three idle sessions took the cores from the busy one: 3x slower on 2 cores).
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
+from ..data.normalize import normalize_images
 from ..errors import ConfigError, MateError
-
-SCORES = ("max_prob", "neg_entropy", "patience")
+from ..evaluation.budget import exit_decisions, exit_thresholds
+from ..evaluation.scores import check_score, exit_scores, score_step, select_state
 
 
 @dataclass
@@ -42,32 +42,6 @@ class OnnxEarlyExitResult:
     @property
     def mean_flops(self) -> float:
         return float(self.flops.mean())
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def numpy_score_step(logits: np.ndarray, score: str, state=None):
-    """Scores of one exit's B x C float32 logits and the state for the next exit (patience)."""
-    logits = np.asarray(logits, dtype=np.float32)
-    if score == "max_prob":
-        return _softmax(logits).max(axis=1), None
-    if score == "neg_entropy":
-        z = logits - logits.max(axis=1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        return (np.exp(logp) * logp).sum(axis=1), None
-    if score == "patience":
-        pred = logits.argmax(axis=1)
-        if state is None:
-            count = np.ones_like(pred)
-        else:
-            prev_pred, prev_count = state
-            count = np.where(pred == prev_pred, prev_count + 1, 1)
-        return count.astype(np.float32) + np.float32(0.5) * _softmax(logits).max(axis=1), (pred, count)
-    raise ConfigError(f"unknown exit score {score!r}; choose one of {', '.join(SCORES)}")
 
 
 class OnnxEarlyExitPredictor:
@@ -95,21 +69,12 @@ class OnnxEarlyExitPredictor:
             raise MateError(f"cannot read {folder / 'manifest.json'}: {exc}") from None
         k = int(self.manifest["num_exits"])
         self.num_exits = k
-        self.score = score or self.manifest.get("score") or "max_prob"
-        if self.score not in SCORES:
-            raise ConfigError(f"unknown exit score {self.score!r}; choose one of {', '.join(SCORES)}")
+        self.score = check_score(score or self.manifest.get("score") or "max_prob")
         if thresholds is None:
             thresholds = self.manifest.get("thresholds")
             if thresholds is None:
                 raise ConfigError(f"{folder}/manifest.json has no thresholds; give thresholds=...")
-        values = np.atleast_1d(np.asarray(thresholds, dtype=np.float32))
-        if values.size == 1:
-            values = np.repeat(values, k - 1)
-        if values.size == k:
-            values = values[:-1]
-        if values.size != k - 1:
-            raise ConfigError(f"give 1 or {k - 1} thresholds for a model with {k} exits, got {values.size}")
-        self.thresholds = np.concatenate([values, np.array([-math.inf], dtype=np.float32)])
+        self.thresholds = exit_thresholds(thresholds, k)
         self.flops = np.asarray(self.manifest["flops"], dtype=np.float64)
 
         options = ort.SessionOptions()
@@ -130,9 +95,7 @@ class OnnxEarlyExitPredictor:
         mean, std = self.manifest.get("mean"), self.manifest.get("std")
         if mean is None or std is None:
             raise ConfigError("the manifest has no mean/std; pass normalised images to predict()")
-        m = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1) * 255
-        s = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1) * 255
-        return ((np.asarray(images, dtype=np.float32) - m) / s).astype(np.float32)
+        return normalize_images(np.asarray(images), mean, std)
 
     def _check(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
@@ -157,17 +120,9 @@ class OnnxEarlyExitPredictor:
 
     def offline_exits(self, logits: Sequence[np.ndarray]) -> OnnxEarlyExitResult:
         """The offline simulation: the first exit whose score passes its threshold, per sample."""
-        n = len(logits[0])
-        exits = np.full(n, self.num_exits - 1, dtype=np.int64)
-        decided = np.zeros(n, dtype=bool)
-        state = None
-        for k in range(self.num_exits - 1):
-            s, state = numpy_score_step(logits[k], self.score, state)
-            leave = (s >= self.thresholds[k]) & ~decided
-            exits[leave] = k
-            decided |= leave
+        exits = exit_decisions(exit_scores(np.stack(logits), self.score), self.thresholds)
         stacked = np.stack([z.argmax(axis=1) for z in logits])
-        return OnnxEarlyExitResult(stacked[exits, np.arange(n)], exits, self.flops[exits])
+        return OnnxEarlyExitResult(stacked[exits, np.arange(len(exits))], exits, self.flops[exits])
 
     def predict(self, x: np.ndarray) -> OnnxEarlyExitResult:
         x = self._check(x)
@@ -187,7 +142,7 @@ class OnnxEarlyExitPredictor:
                 predictions[rows] = logits.argmax(axis=1)
                 exits[rows] = k
                 break
-            score, state = numpy_score_step(logits, self.score, state)
+            score, state = score_step(logits, self.score, state)
             passes = score >= self.thresholds[k]
             leaving = np.flatnonzero(passes)
             if leaving.size:
@@ -203,8 +158,7 @@ class OnnxEarlyExitPredictor:
                 staying = np.repeat(staying, 2)
             h = result[0].take(staying, axis=0)
             rows = rows[staying]
-            if state is not None:
-                state = (state[0][staying], state[1][staying])
+            state = select_state(state, staying)
         return OnnxEarlyExitResult(predictions, exits, self.flops[exits])
 
     __call__ = predict

@@ -13,17 +13,16 @@ and exits equal the offline simulation of ``mate.evaluation.budget`` exactly, be
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
 
-from ..engine.evaluate import ExitLogits
 from ..errors import ConfigError
-from ..evaluation.budget import thresholds_for_budget
+from ..evaluation.budget import exit_thresholds, thresholds_for_budget
 from ..evaluation.flops import ExitCosts, exit_costs
+from ..evaluation.logits import ExitLogits
 from ..evaluation.scores import check_score, score_step, select_state
 from ..models import MultiExitNetwork
 
@@ -41,6 +40,11 @@ class EarlyExitResult:
     @property
     def mean_flops(self) -> float:
         return float(self.flops.mean())
+
+    @classmethod
+    def cat(cls, results: Sequence["EarlyExitResult"]) -> "EarlyExitResult":
+        """The results of several batches as one, on the CPU, in order."""
+        return cls(*(torch.cat([getattr(r, f).cpu() for r in results]) for f in ("predictions", "exits", "flops")))
 
 
 class EarlyExitPredictor:
@@ -70,14 +74,7 @@ class EarlyExitPredictor:
             if calibration is None:
                 raise ConfigError("a budget needs calibration logits (the validation split's collect_exit_logits)")
             self.q, thresholds = thresholds_for_budget(calibration, self.costs.flops, budget, score)
-        values = torch.as_tensor(thresholds, dtype=torch.float32).flatten()
-        if values.numel() == 1:
-            values = values.repeat(k - 1)
-        if values.numel() == k:
-            values = values[:-1]
-        if values.numel() != k - 1:
-            raise ConfigError(f"give 1 or {k - 1} thresholds for a model with {k} exits, got {values.numel()}")
-        self.thresholds = torch.cat([values, torch.tensor([-math.inf])])
+        self.thresholds = torch.from_numpy(exit_thresholds(thresholds, k))
 
     @torch.inference_mode()
     def predict(self, x: Tensor) -> EarlyExitResult:

@@ -102,6 +102,11 @@ class MultiExitNetwork(nn.Module):
 
     ``exit_stages`` picks which stages carry an exit (default: all); the last stage always
     does. Shapes of every stage are found once by a dry run at ``input_size``.
+
+    ``stages`` holds the K *blocks*, not the backbone's stages: block k groups the consecutive
+    stages that end where exit k reads (one stage per block when every stage has an exit). The
+    attribute keeps its name because checkpoints' state_dict keys (``stages.<k>....``) are made
+    from it; renaming it would make every saved checkpoint unloadable.
     """
 
     def __init__(
@@ -173,7 +178,7 @@ class MultiExitNetwork(nn.Module):
         k = self.num_exits
         for i, (block, exit_) in enumerate(zip(self.stages, self.exits)):
             x = block(x)
-            if equilibrium:  # IMTA (models/msdnet_ge.py): 1/(K-i) for both paths, then x (K-i-1) deeper
+            if equilibrium:  # IMTA's models/msdnet_ge.py: 1/(K-i) for both paths, then x (K-i-1) deeper
                 x = scale_gradient(x, 1.0 / (k - i))
             feature, z = exit_(x)
             features.append(feature)

@@ -20,12 +20,15 @@ def common_options(gradient_equilibrium: bool = False) -> None:
     """
 
 
+COMMON_OPTIONS = inspect.signature(common_options, eval_str=True).parameters
+
+
 class ModelRegistry(Registry):
     def options(self, name: str) -> Dict[str, inspect.Parameter]:
-        return {**super().options(name), **inspect.signature(common_options).parameters}
+        return {**super().options(name), **COMMON_OPTIONS}
 
     def create(self, name: str, **kwargs: Any) -> Any:
-        common = {k: kwargs.pop(k) for k in list(kwargs) if k in inspect.signature(common_options).parameters}
+        common = {k: kwargs.pop(k) for k in list(kwargs) if k in COMMON_OPTIONS}
         net = super().create(name, **kwargs)
         net.gradient_equilibrium = bool(common.get("gradient_equilibrium", False))
         return net

@@ -1,4 +1,4 @@
-"""A trained checkpoint turned back into its model and data, for the evaluation commands."""
+"""A trained checkpoint turned back into its model and data, for evaluation and deployment."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,11 +7,11 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..config import Config, apply_overrides
-from ..engine import build_data, check_compatible, load_checkpoint
-from ..engine.data import DataBundle
-from ..engine.trainer import build_model, resolve_device
+from ..config import Config
 from ..models import MultiExitNetwork
+from .checkpoint import config_from_checkpoint, load_checkpoint
+from .data import DataBundle, build_data
+from .trainer import build_model, check_compatible, resolve_device
 
 
 @dataclass
@@ -29,9 +29,13 @@ class TrainedModel:
 
 
 def load_trained(checkpoint: str | Path, overrides: Optional[Sequence[str]] = None) -> TrainedModel:
+    """The model of ``checkpoint`` (a .pt file or a run folder) in eval mode, with its run's data.
+
+    ``overrides`` (``section.key=value``) change the checkpoint's config, e.g. ``data.root=DIR``.
+    """
     path = Path(checkpoint)
     state = load_checkpoint(path)
-    config = Config.from_dict(apply_overrides(state["config"], list(overrides or [])))
+    config = config_from_checkpoint(state, overrides or ())
     device = resolve_device(config.run.device)
     data = build_data(config, device)
     model = build_model(config, data.splits)

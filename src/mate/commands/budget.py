@@ -4,22 +4,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from ..engine.evaluate import collect_exit_logits
+from ..engine import load_trained
 from ..errors import MateError
-from .anytime import anytime_points, format_anytime_table, write_anytime_csv
-from .budget import budget_curve, write_budget_csv
-from .flops import exit_costs
-from .plots import plot_budget_curves
-from .scores import check_score
-from .trained import load_trained
-
-# Rows of the printed summary (the CSV holds all 39).
-SUMMARY_QS = (0.05, 0.25, 0.5, 0.75, 1.0, 1.5, 1.95)
+from ..evaluation import (anytime_points, budget_curve, collect_exit_logits, exit_costs, format_anytime_table,
+                          write_anytime_csv, write_budget_csv)
+from ..evaluation.budget import format_budget_table
+from ..evaluation.plots import plot_budget_curves
+from ..evaluation.scores import check_score
 
 
-def budget_report(checkpoints: Sequence[str], overrides: Sequence[str], scores: Sequence[str], out: Path) -> str:
+def budget_command(checkpoints: Sequence[str], overrides: Sequence[str] = (), scores: Sequence[str] = ("max_prob",),
+                   out: str | Path = "budget") -> int:
+    """One anytime table per checkpoint and one budget curve per (checkpoint, score): thresholds
+    calibrated on each run's validation split, accuracy and cost on its test split."""
+    if not checkpoints:
+        raise MateError("give at least one checkpoint")
     for score in scores:
         check_score(score)
+    out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -41,14 +43,10 @@ def budget_report(checkpoints: Sequence[str], overrides: Sequence[str], scores: 
         for score in scores:
             curves[(label, score)] = points = budget_curve(val, test, flops, score)
             text += [f"{label}, score {score}: thresholds from validation, accuracy on test",
-                     "| q | avg MFLOPs | test acc (%) | exit shares |", "|---:|---:|---:|---|"]
-            for p in points:
-                if any(abs(p.q - q) < 1e-9 for q in SUMMARY_QS):
-                    shares = " / ".join(f"{s:.2f}" for s in p.shares)
-                    text.append(f"| {p.q:.2f} | {p.avg_flops / 1e6:.2f} | {p.accuracy:.2f} | {shares} |")
-            text.append("")
+                     format_budget_table(points), ""]
     csv_path = write_budget_csv(curves, out / "budget.csv")
     any_path = write_anytime_csv(anytime, out / "anytime.csv")
     png_path = plot_budget_curves(curves, out / "budget.png", anytime)
     text.append(f"wrote {csv_path}, {any_path} and {png_path}")
-    return "\n".join(text)
+    print("\n".join(text))
+    return 0

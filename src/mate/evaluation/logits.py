@@ -46,14 +46,16 @@ TeacherFn = Callable[..., tuple[Tensor, Tensor]]  # outputs -> (B x K x C teache
 
 @torch.no_grad()
 def collect_exit_logits(model: torch.nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
-                        prepare=lambda x: x, teachers: Optional[TeacherFn] = None) -> ExitLogits:
-    """Every exit's logits on a whole split; with ``teachers`` (an objective's ``eval_teachers``)
-    also the teachers' logits and weights, so a teacher's accuracy can be set beside its student's."""
+                        to_input: Callable[[Tensor], Tensor] = lambda x: x,
+                        teachers: Optional[TeacherFn] = None) -> ExitLogits:
+    """Every exit's logits on a whole split; ``to_input`` is applied to each batch of images (the
+    trainer's memory format). With ``teachers`` (an objective's ``eval_teachers``) also the
+    teachers' logits and weights, so a teacher's accuracy can be set beside its student's."""
     was_training = model.training
     model.eval()
     logits, labels, t_logits, weights = [], [], [], []
     for x, y in batches:
-        out = model(prepare(x))
+        out = model(to_input(x))
         logits.append(torch.stack([z.float() for z in out.exit_logits]).cpu())
         labels.append(y.cpu())
         if teachers is not None:

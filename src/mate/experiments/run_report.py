@@ -14,9 +14,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..engine.evaluate import format_exit_table  # noqa: E402
 from ..engine.logger import read_metrics  # noqa: E402
 from ..errors import MateError  # noqa: E402
+from ..evaluation.logits import format_exit_table  # noqa: E402
 
 
 def _curves(records: list[dict], path: Path) -> None:

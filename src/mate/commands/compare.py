@@ -1,0 +1,20 @@
+"""``mate compare``: methods x seeds under one harness; the table, CSVs and plots."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from ..experiments import compare
+from ..experiments.compare import markdown_table
+from ..experiments.launchers import LaunchOptions
+
+
+def compare_command(config: Optional[str], methods: Sequence[str], seeds: int = 3, out: str = "runs/compare",
+                    overrides: Sequence[str] = (), variants: Optional[str] = None, runs: Optional[str] = None,
+                    archive: Optional[str] = None, **launch) -> int:
+    """``launch``: the options of mate.experiments.launchers.LaunchOptions (launcher, workers, ...)."""
+    summary = compare(config, methods, seeds, out, overrides, variants, runs, log=print, archive_dir=archive,
+                      options=LaunchOptions(**launch))
+    print(markdown_table(summary))
+    print(f"\nwritten: {out}/table.md, summary.csv, runs.csv, per_exit_accuracy.png"
+          + (", improvement_over_ce.png, paired_vs_ce.md" if "ce" in summary and len(summary) > 1 else ""))
+    return 0

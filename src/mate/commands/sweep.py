@@ -1,0 +1,20 @@
+"""``mate sweep``: a grid over any config keys x seeds, through any launcher; the table, CSVs and plots."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ..experiments.launchers import LaunchOptions
+from ..experiments.sweep import parse_grid, sweep
+
+
+def sweep_command(config: Optional[str], grid: Optional[Sequence[str]] = None, points: Optional[str] = None,
+                  seeds: int = 3, out: str = "runs/sweep", overrides: Sequence[str] = (),
+                  variants: Optional[str] = None, runs: Optional[str] = None, archive: Optional[str] = None,
+                  **launch) -> int:
+    """``grid``: ["section.key=v1,v2", ...]; ``launch``: the options of LaunchOptions."""
+    sweep(config, parse_grid(grid) if grid else None, seeds, out, points, overrides, variants, runs, archive,
+          LaunchOptions(**launch), log=print)
+    print((Path(out) / "table.md").read_text())
+    print(f"written: {out}/table.md, sweep.csv, runs.csv and one sweep_<key>.png per numeric key")
+    return 0
