@@ -17,12 +17,12 @@ TINY = ["data.val_size=500", "data.train_subset=1024", "data.test_subset=500", "
 def test_compare_smoke_writes_table_csv_plots_and_resumes(tmp_path, fmnist_available, capsys):
     out = tmp_path / "cmp"
     args = ["compare", "--config", "fashion_mnist_bench", "--methods", "ce,mate", "--seeds", "1",
-            "--out", str(out), *TINY]
+            "--out", str(out), "--paired-against", "mate", *TINY]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "| ce |" in text and "| mate |" in text
     for name in ("table.md", "summary.csv", "runs.csv", "per_exit_accuracy.png", "improvement_over_ce.png",
-                 "paired_vs_ce.md"):
+                 "paired_vs_ce.md", "paired_vs_mate.md"):
         assert (out / name).stat().st_size > 0, name
     rows = list(csv.DictReader(open(out / "runs.csv")))
     assert [r["method"] for r in rows] == ["ce", "mate"]

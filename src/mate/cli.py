@@ -73,7 +73,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     return compare_command(args.config, methods, seeds=args.seeds, out=args.out, overrides=args.overrides,
-                           variants=args.variants, runs=args.runs, archive=args.archive, **_launch_options(args))
+                           variants=args.variants, runs=args.runs, archive=args.archive,
+                           paired_against=[m for m in (args.paired_against or "").split(",") if m],
+                           **_launch_options(args))
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -185,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "comparisons so that each run is trained once")
     p.add_argument("--archive", help="folder keeping each finished run's results.json and metrics.jsonl "
                                      "(no checkpoints); runs found there are not trained again")
+    p.add_argument("--paired-against", metavar="M1,M2",
+                   help="also compare every method seed by seed with these (CE always, when present)")
     _add_launcher_args(p)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the base config")
     p.set_defaults(func=cmd_compare)

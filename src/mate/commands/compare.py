@@ -10,11 +10,13 @@ from ..experiments.launchers import LaunchOptions
 
 def compare_command(config: Optional[str], methods: Sequence[str], seeds: int = 3, out: str = "runs/compare",
                     overrides: Sequence[str] = (), variants: Optional[str] = None, runs: Optional[str] = None,
-                    archive: Optional[str] = None, **launch) -> int:
+                    archive: Optional[str] = None, paired_against: Sequence[str] = (), **launch) -> int:
     """``launch``: the options of mate.experiments.launchers.LaunchOptions (launcher, workers, ...)."""
     summary = compare(config, methods, seeds, out, overrides, variants, runs, log=print, archive_dir=archive,
-                      options=LaunchOptions(**launch))
+                      options=LaunchOptions(**launch), paired_against=paired_against)
     print(markdown_table(summary))
     print(f"\nwritten: {out}/table.md, summary.csv, runs.csv, per_exit_accuracy.png"
-          + (", improvement_over_ce.png, paired_vs_ce.md" if "ce" in summary and len(summary) > 1 else ""))
+          + (", improvement_over_ce.png" if "ce" in summary and len(summary) > 1 else "")
+          + "".join(f", paired_vs_{m}.md" for m in dict.fromkeys((["ce"] if "ce" in summary else [])
+                                                                 + list(paired_against)) if len(summary) > 1))
     return 0

@@ -88,7 +88,8 @@ def run_config(base: dict, spec: MethodSpec, seed: int, runs_dir: Path) -> Confi
 def compare(config_path: Optional[str | Path], methods: Sequence[str], seeds: int, out_dir: str | Path,
             overrides: Sequence[str] = (), variants_file: Optional[str | Path] = None,
             runs_dir: Optional[str | Path] = None, log: Callable[[str], None] = print, workers: int = 1,
-            archive_dir: Optional[str | Path] = None, options: Optional[LaunchOptions] = None) -> dict:
+            archive_dir: Optional[str | Path] = None, options: Optional[LaunchOptions] = None,
+            paired_against: Sequence[str] = ()) -> dict:
     """``runs_dir`` (default OUT/runs) may be shared by several comparisons: a run is trained once.
 
     ``workers`` > 1 trains that many runs at a time in separate processes, each with one
@@ -96,6 +97,8 @@ def compare(config_path: Optional[str | Path], methods: Sequence[str], seeds: in
     launcher (Ray, Slurm). ``archive_dir`` keeps each finished run's small files (results.json,
     metrics.jsonl, config.yaml, split.json; no checkpoint) in ARCHIVE/<run name>/, and a run found
     there is not trained again: commit that folder and a comparison continues on a fresh machine.
+    ``paired_against``: methods (besides CE, always used when present) that every other method is
+    compared with seed by seed, in OUT/paired_vs_<method>.md.
     """
     options = options or LaunchOptions(workers=workers)
     out_dir = Path(out_dir)
@@ -109,7 +112,7 @@ def compare(config_path: Optional[str | Path], methods: Sequence[str], seeds: in
          "seeds": seeds, "runs_dir": str(runs_dir)}, indent=2))
     results = train_all(configs, options, archive_dir, log)
     summary = summarise([s.name for s in specs], seeds, results)
-    write_outputs(out_dir, summary, results)
+    write_outputs(out_dir, summary, results, paired_against)
     return summary
 
 
@@ -175,7 +178,7 @@ def markdown_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(out_dir: Path, summary: dict, results: dict) -> None:
+def write_outputs(out_dir: Path, summary: dict, results: dict, paired_against: Sequence[str] = ()) -> None:
     seeds = next(iter(summary.values()))["seeds"]
     table = markdown_table(summary)
     (out_dir / "table.md").write_text(
@@ -201,11 +204,16 @@ def write_outputs(out_dir: Path, summary: dict, results: dict) -> None:
     from .plots import plot_exit_accuracy, plot_improvement
 
     plot_exit_accuracy(summary, out_dir / "per_exit_accuracy.png")
+    methods = list(summary)
+    for reference in dict.fromkeys((["ce"] if "ce" in summary else []) + list(paired_against)):
+        if reference not in summary:
+            raise ConfigError(f"--paired-against {reference}: not one of the compared methods")
+        if len(summary) < 2:
+            continue
+        (out_dir / f"paired_vs_{reference}.md").write_text(
+            f"Paired per-seed differences to {reference} on test (points), mean ± std over {seeds} seed(s), and "
+            f"how many seeds are above (↑) and below (↓) {reference}. Seed s gives every method the same initial "
+            "network and data order.\n\n" + paired_table(results, methods, reference, seeds) + "\n")
     if "ce" in summary and len(summary) > 1:
-        methods = list(summary)
-        (out_dir / "paired_vs_ce.md").write_text(
-            f"Paired per-seed differences to CE on test (points), mean ± std over {seeds} seed(s), and how many "
-            "seeds are above (↑) and below (↓) CE. Seed s gives every method the same initial network and data "
-            "order.\n\n" + paired_table(results, methods, "ce", seeds) + "\n")
         paired = {m: paired_differences(results, m, "ce", seeds) for m in methods if m != "ce"}
         plot_improvement(summary, "ce", out_dir / "improvement_over_ce.png", paired)
