@@ -334,6 +334,18 @@ def test_a_vit_file_of_another_input_size_is_resampled_as_timm_does(tmp_path):
     assert torch.equal(net.stages[0].attn.qkv.weight, reference.blocks[0].attn.qkv.weight)
 
 
+@torch.no_grad()
+def test_safetensors_and_wrapped_state_dicts_load(tmp_path):
+    safetensors = pytest.importorskip("safetensors.torch")
+    torch.manual_seed(0)
+    state = timm.create_model("resnet10t").state_dict()
+    safetensors.save_file(state, tmp_path / "model.safetensors")
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()}}, tmp_path / "train.pth")
+    for name in ("model.safetensors", "train.pth"):  # timm's training script wraps a DDP model's state dict
+        net = cnn(pretrained=str(tmp_path / name))
+        assert torch.equal(net.stages[4].layer4[0].conv2.weight, state["layer4.0.conv2.weight"])
+
+
 def test_files_that_are_not_weights_are_named(tmp_path):
     with pytest.raises(ConfigError, match="model.pretrained=.*nothing.pth: no such file"):
         cnn(pretrained=str(tmp_path / "nothing.pth"))

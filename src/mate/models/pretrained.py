@@ -50,7 +50,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, Tensor], bool]:
     is_mate = isinstance(state, dict) and "model" in state and "config" in state
     if isinstance(state, dict):
         for key in ("model", "state_dict"):
-            if isinstance(state.get(key), dict) and not isinstance(state.get(key), Tensor):
+            if isinstance(state.get(key), dict):
                 state = state[key]
                 break
     if not isinstance(state, dict) or not state or not all(isinstance(v, Tensor) for v in state.values()):

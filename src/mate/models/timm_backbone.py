@@ -165,17 +165,21 @@ def _convolutional(timm, model: nn.Module, backbone: str, num_classes: int, in_c
 def _feature_list(timm, model: nn.Module, backbone: str):
     """timm's FeatureListNet of ``model`` at every level, its modules shared with ``model``.
 
-    timm flattens the first level of ``nn.Sequential`` children for some models (where a level
-    ends inside one); the split that finds every level is the one timm uses.
+    For some models timm flattens the top-level ``nn.Sequential`` children (a level ends inside
+    one); this tries without flattening, then with it. Either way the modules run in the model's
+    order, so the levels are the maps ``features_only`` gives.
     """
+    if not getattr(model, "feature_info", None):
+        raise ConfigError(f"timm '{backbone}' does not describe its feature levels (feature_info)")
     out_indices = tuple(range(len(model.feature_info)))
     for flatten in (False, True):
         try:
             return timm.models.FeatureListNet(model, out_indices=out_indices, flatten_sequential=flatten)
         except AssertionError:
             continue
-    raise ConfigError(f"timm '{backbone}' cannot be cut into stages: its feature levels are not the ends of "
-                      "its top-level modules (timm reads them with hooks); choose another backbone")
+    raise ConfigError(f"timm '{backbone}' cannot be cut into stages: its feature levels lie inside its modules "
+                      "(timm reads them with hooks or forward_intermediates). model.name=timm takes CNNs whose "
+                      "levels end top-level modules, and timm's VisionTransformer (ViT, DeiT)")
 
 
 def _exit_stages(exit_levels: Optional[Sequence[int]], num_levels: int) -> list[int]:
