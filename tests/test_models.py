@@ -3,10 +3,19 @@ import torch
 
 import mate
 from mate.errors import ConfigError
+from mate.models import MODELS
 from mate.models.base import _resize_conv_geometry
 
 
-@pytest.mark.parametrize("name", mate.list_models())
+# The built-in architectures (``width`` scales them); model.name=timm has its own tests (test_timm.py).
+BUILT_IN = [name for name in mate.list_models() if "width" in MODELS.options(name)]
+
+
+def test_every_model_but_timm_is_built_in():
+    assert set(mate.list_models()) - set(BUILT_IN) == {"timm"}
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
 @pytest.mark.parametrize("in_channels,size", [(3, 32), (1, 28)])
 def test_every_model_exits_have_the_right_shapes(name, in_channels, size):
     torch.manual_seed(0)

@@ -53,6 +53,7 @@ class OptimConfig:
     milestones: list[int] = field(default_factory=lambda: [75, 130, 180])  # epochs (multistep)
     lr_decay: float = 0.1  # factor at each milestone (multistep)
     warmup_epochs: float = 0.0  # linear warm-up from 0, in epochs
+    backbone_lr_scale: float = 1.0  # the backbone (stem and stages) trains at lr x this; exits and objective at lr
 
 
 @dataclass

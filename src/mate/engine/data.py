@@ -32,12 +32,19 @@ class DataBundle:
     val_indices: Tensor  # held out of the training set; empty when the dataset has its own validation split
 
 
-def build_data(config: Config, device: torch.device, rank: int = 0, world_size: int = 1) -> DataBundle:
+def load_splits(config: Config) -> DatasetSplits:
+    """The config's dataset, image-file datasets at ``data.image_size``: the shapes a model is built for."""
     d = config.data
     splits = load_dataset(d.name, root=d.root, download=d.download)
-    own_val = getattr(splits, "val", None)
     if isinstance(splits, FolderSplits) and d.image_size:
         splits = dataclasses.replace(splits, image_size=d.image_size)
+    return splits
+
+
+def build_data(config: Config, device: torch.device, rank: int = 0, world_size: int = 1) -> DataBundle:
+    d = config.data
+    splits = load_splits(config)
+    own_val = getattr(splits, "val", None)
     if own_val is not None:
         train_idx, val_idx = torch.arange(len(splits.train)), torch.empty(0, dtype=torch.long)
     else:

@@ -38,7 +38,7 @@ def load_trained(checkpoint: str | Path, overrides: Optional[Sequence[str]] = No
     config = config_from_checkpoint(state, overrides or ())
     device = resolve_device(config.run.device)
     data = build_data(config, device)
-    model = build_model(config, data.splits)
+    model = build_model(config, data.splits, pretrained=False)  # the checkpoint's weights replace them
     check_compatible(state, model)
     model.load_state_dict(state["model"])
     model.to(device).eval()

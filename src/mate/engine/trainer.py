@@ -44,9 +44,14 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"run.device={name!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
 
 
-def build_model(config: Config, splits: DatasetSplits) -> MultiExitNetwork:
+def build_model(config: Config, splits: DatasetSplits, pretrained: bool = True) -> MultiExitNetwork:
+    """The config's model for the data's shapes. ``pretrained=False`` leaves out the weights of
+    ``model.pretrained`` (a checkpoint is about to replace them, or only the architecture counts)."""
+    options = config.model_options()
+    if not pretrained:
+        options.pop("pretrained", None)
     return create_model(config.model["name"], num_classes=splits.num_classes, in_channels=splits.in_channels,
-                        input_size=splits.input_size, **config.model_options())
+                        input_size=splits.input_size, **options)
 
 
 def build_objective(config: Config, model: MultiExitNetwork) -> nn.Module:
@@ -113,7 +118,7 @@ class Trainer:
 
         torch.manual_seed(config.run.seed)
         self.data = build_data(config, self.device, self.rank, self.world_size)
-        self.model = build_model(config, self.data.splits)
+        self.model = build_model(config, self.data.splits, pretrained=not resume)
         if config.run.sync_batchnorm:
             self.model = convert_sync_batchnorm(self.model, self.device)
         self.model = self.model.to(self.device)
@@ -121,7 +126,7 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.objective = build_objective(config, self.model).to(self.device)
         o = config.optim
-        params = list(self.model.parameters()) + list(self.objective.parameters())
+        params = self.model.parameter_groups(o.lr, o.backbone_lr_scale, self.objective.parameters())
         self.optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
                                          weight_decay=o.weight_decay)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
@@ -167,7 +172,7 @@ class Trainer:
         # The optimizer's state (its param groups) and the schedule's base learning rate come back
         # from the checkpoint, so an override of these keys could not take effect: say so.
         saved = state["config"].get("optim", {})
-        frozen = [f"optim.{k}" for k in ("lr", "momentum", "nesterov", "weight_decay")
+        frozen = [f"optim.{k}" for k in ("lr", "momentum", "nesterov", "weight_decay", "backbone_lr_scale")
                   if k in saved and saved[k] != getattr(self.config.optim, k)]
         if frozen:
             was = ", ".join(f"{k}={saved[k.split('.')[1]]}" for k in frozen)
@@ -381,6 +386,8 @@ def check_run_options(config: Config, device: torch.device, world_size: int) -> 
     r, d = config.run, config.data
     if r.val_every < 1:
         raise ConfigError(f"run.val_every must be at least 1, got {r.val_every}")
+    if not config.optim.backbone_lr_scale > 0:
+        raise ConfigError(f"optim.backbone_lr_scale must be positive, got {config.optim.backbone_lr_scale}")
     if r.amp == "fp16" and device.type != "cuda":
         raise ConfigError(f"run.amp=fp16 needs a CUDA device (float16 autocast with a gradient scaler); "
                           f"this run is on {device.type}. Use run.amp=bf16, or run.amp=none")

@@ -2,13 +2,15 @@
 
 FLOPs are counted by PyTorch's own ``torch.utils.flop_counter.FlopCounterMode`` on one input
 of the dataset's shape; that counter reports FLOPs = 2 x multiply-accumulates of convolutions
-and matrix products (normalisation, activations and pooling count as zero). F_k is cumulative:
+and matrix products (normalisation, activations and pooling count as zero), attention's two
+matrix products included (on the CPU too, where PyTorch's counter misses them). F_k is cumulative:
 the stem, blocks 1..k and exits 1..k, because an early-exit run evaluates every earlier exit on
 its way to exit k. Only the model is counted: training-only parts (MATE's weight network, the
 teachers) live in the objective and never run at inference.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import List
 
@@ -19,9 +21,21 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..models import MultiExitNetwork
 
 
+def _attention_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    """Q K^T and (attention) V of scaled dot-product attention on shapes (..., N, d)."""
+    batch = math.prod(query[:-2])
+    return 2 * batch * query[-2] * key[-2] * query[-1] + 2 * batch * query[-2] * key[-2] * value[-1]
+
+
+# Ops whose FLOPs PyTorch's counter does not know: the CPU kernel of F.scaled_dot_product_attention
+# (its CUDA kernels are counted by the counter itself, with the same formula).
+EXTRA_FORMULAS = {op: _attention_flops for op in
+                  [getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)] if op is not None}
+
+
 def count_flops(module: nn.Module, *inputs: Tensor) -> int:
     """FLOPs (2 x MACs) of one call of ``module`` on ``inputs``."""
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FORMULAS)
     with counter, torch.no_grad():
         module(*inputs)
     return int(counter.get_total_flops())

@@ -1,5 +1,6 @@
 """Multi-exit architectures. Importing this package registers every architecture."""
-from . import imagenet_resnet, mobilenetv2, resnet, vgg, wide_resnet  # noqa: F401  (registers the architectures)
+# Importing the modules registers the architectures (timm_backbone imports timm only when a model is built).
+from . import imagenet_resnet, mobilenetv2, resnet, timm_backbone, vgg, wide_resnet  # noqa: F401
 from .base import HeadExit, MultiExitNetwork, MultiExitOutput, ResizeExit
 from .registry import MODELS, create_model, list_models, register_model
 

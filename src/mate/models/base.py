@@ -3,7 +3,9 @@
 A network is ``stem -> stage_1 -> ... -> stage_K``. Exit k reads stage k's output. Exits
 k < K are BYOT-style bottlenecks that resize the feature map to the last stage's shape; the
 last exit is the backbone's own head (pool + Linear). Every exit returns its pooled feature
-``h_k`` (what MATE's weight network reads) and its logits ``z_k``.
+``h_k`` (what MATE's weight network reads) and its logits ``z_k``. A backbone whose stages
+give something else than B x C x H x W maps (a vision transformer's B x N x D tokens) brings
+its own exits (``exits=``); everything downstream only calls them.
 
 Callers that run a batch stage by stage (the early-exit predictor) use ``stem``, ``stages``
 and ``exits`` directly; ``forward`` is the same loop run to the end.
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Iterable, List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -103,6 +105,13 @@ class MultiExitNetwork(nn.Module):
     ``exit_stages`` picks which stages carry an exit (default: all); the last stage always
     does. Shapes of every stage are found once by a dry run at ``input_size``.
 
+    ``exits``: one module per exit (per selected stage, in order), each mapping its block's
+    output to ``(feature, logits)``; by default BYOT resize exits and a ``HeadExit``, built from
+    the dry run's shapes. ``feature_dim`` is then the exits' feature size, read from a dry run.
+
+    The *backbone* is the stem and the stages (``backbone_parameters``): what pretrained
+    weights fill, and what ``parameter_groups`` can train at a smaller learning rate.
+
     ``stages`` holds the K *blocks*, not the backbone's stages: block k groups the consecutive
     stages that end where exit k reads (one stage per block when every stage has an exit). The
     attribute keeps its name because checkpoints' state_dict keys (``stages.<k>....``) are made
@@ -117,6 +126,7 @@ class MultiExitNetwork(nn.Module):
         in_channels: int,
         input_size: int,
         exit_stages: Optional[Sequence[int]] = None,
+        exits: Optional[Sequence[nn.Module]] = None,
     ):
         super().__init__()
         self.stem = stem
@@ -144,32 +154,76 @@ class MultiExitNetwork(nn.Module):
         self.stages = nn.ModuleList(blocks)
 
         shapes = self._dry_run_shapes(in_channels, input_size)
-        out_c, out_h = shapes[-1][0], shapes[-1][1]
-        self.feature_dim = out_c
-        exits: list[nn.Module] = [
-            ResizeExit(c, h, out_c, out_h, num_classes) for c, h, _ in shapes[:-1]
-        ]
-        exits.append(HeadExit(out_c, num_classes))
-        self.exits = nn.ModuleList(exits)
+        if exits is None:
+            out_c, out_h = shapes[-1][0], shapes[-1][1]
+            self.feature_dim = out_c
+            exits = [ResizeExit(c, h, out_c, out_h, num_classes) for c, h, _ in shapes[:-1]]
+            exits.append(HeadExit(out_c, num_classes))
+            self.exits = nn.ModuleList(exits)
+        else:
+            if len(exits) != len(blocks):
+                raise ConfigError(f"{len(exits)} exits given for {len(blocks)} exit stages {exit_stages}")
+            self.exits = nn.ModuleList(exits)
+            self.feature_dim = self._dry_run_feature_dim(in_channels, input_size)
         self.stage_shapes = [tuple(s) for s in shapes]
         self.gradient_equilibrium = False  # set by create_model (models/registry.common_options)
 
     @torch.no_grad()
-    def _dry_run_shapes(self, in_channels: int, input_size: int) -> list[tuple[int, int, int]]:
+    def _dry_run_shapes(self, in_channels: int, input_size: int) -> list[tuple[int, ...]]:
+        """Each block's output shape without the batch axis: (C, H, W) for feature maps."""
         was_training = self.training
         self.eval()
         x = torch.zeros(1, in_channels, input_size, input_size)
         shapes = []
         x = self.stem(x)
-        for block in self.stages:
+        for k, block in enumerate(self.stages, start=1):
             x = block(x)
-            shapes.append((x.shape[1], x.shape[2], x.shape[3]))
+            if not isinstance(x, Tensor):
+                raise ConfigError(f"stage {k} of the backbone returns a {type(x).__name__}, not a tensor; "
+                                  "a multi-exit network needs one tensor between two stages")
+            shapes.append(tuple(x.shape[1:]))
         self.train(was_training)
         return shapes
+
+    @torch.no_grad()
+    def _dry_run_feature_dim(self, in_channels: int, input_size: int) -> int:
+        """The size of the exits' features (the same for every exit, as MATE's weight network needs)."""
+        was_training = self.training
+        self.eval()
+        x = self.stem(torch.zeros(1, in_channels, input_size, input_size))
+        dims = []
+        for block, exit_ in zip(self.stages, self.exits):
+            x = block(x)
+            feature, _ = exit_(x)
+            dims.append(feature.shape[-1])
+        self.train(was_training)
+        if len(set(dims)) != 1:
+            raise ConfigError(f"every exit must give features of one size; these give {dims}")
+        return dims[0]
 
     @property
     def num_exits(self) -> int:
         return len(self.exits)
+
+    def backbone_parameters(self) -> List[nn.Parameter]:
+        """The stem's and the stages' parameters: the backbone that pretrained weights fill."""
+        return list(nn.ModuleList([self.stem, self.stages]).parameters())
+
+    def parameter_groups(self, lr: float, backbone_lr_scale: float = 1.0,
+                         others: Iterable[nn.Parameter] = ()) -> List[dict]:
+        """Optimizer parameter groups: the exits and ``others`` (an objective's parameters) at
+        ``lr``, the backbone at ``lr * backbone_lr_scale`` (fine-tuning pretrained weights).
+
+        With a scale of 1 there is one group, the model's parameters then ``others``: the same
+        optimizer (and checkpointed optimizer state) as ``[*model.parameters(), *others]``.
+        """
+        others = list(others)
+        if backbone_lr_scale == 1.0:
+            return [{"params": [*self.parameters(), *others], "lr": lr}]
+        backbone = self.backbone_parameters()
+        in_backbone = {id(p) for p in backbone}
+        head = [p for p in self.parameters() if id(p) not in in_backbone]
+        return [{"params": head + others, "lr": lr}, {"params": backbone, "lr": lr * backbone_lr_scale}]
 
     def forward(self, x: Tensor) -> MultiExitOutput:
         logits, features = [], []
