@@ -229,9 +229,9 @@ class WandbBackend(TrackerBackend):
 
     def __init__(self, run_dir: Path, project: str, saved: dict[str, Any]):
         wandb = _import_tracker("wandb")
-        kwargs: dict[str, Any] = {"project": project, "name": run_dir.name, "resume": "allow",
-                                  "id": saved.get("id") or wandb.util.generate_id(),
-                                  "settings": wandb.Settings(console="off")}
+        kwargs: dict[str, Any] = {"project": project, "name": run_dir.name, "settings": wandb.Settings(console="off")}
+        if saved.get("id"):  # continue the run this folder started
+            kwargs.update(id=saved["id"], resume="allow")
         if not os.environ.get("WANDB_DIR"):
             kwargs["dir"] = str(run_dir)
         self.run = wandb.init(**kwargs)
