@@ -185,6 +185,22 @@ def test_clipping_bounds_the_global_gradient_norm(tmp_path, fmnist_available):
         assert torch.allclose(p.detach(), b - 0.1 * g.grad * (0.01 / (norm.float() + 1e-6)), atol=1e-7)
 
 
+def test_clipping_under_fp16_acts_on_the_unscaled_gradients(tmp_path, fmnist_available):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    cfg = small_config(tmp_path, "ce", **PLAIN_SGD, **{"data.train_subset": 64, "optim.clip_grad_norm": 0.01,
+                                                       "run.amp": "fp16", "run.device": "cuda"})
+    trainer = Trainer(cfg, log=quiet)
+    trainer.scaler = torch.amp.GradScaler("cuda", init_scale=256.0)  # scaled, and far from overflowing
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.train_epoch(0)
+    assert trainer.scaler.get_scale() == 256.0  # the step was taken, not skipped
+    change = torch.sqrt(sum(((p.detach().double() - b.double()) ** 2).sum()
+                            for p, b in zip(trainer.model.parameters(), before)))
+    # Clipping the scaled gradients instead would move the weights 256 times less.
+    assert change.item() == pytest.approx(0.1 * 0.01, rel=1e-3)
+
+
 # -- EMA -----------------------------------------------------------------------------------------
 def test_ema_averages_parameters_and_buffers_and_copies_counters():
     torch.manual_seed(0)
