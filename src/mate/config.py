@@ -44,17 +44,17 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    name: Literal["sgd", "adamw"] = "sgd"  # sgd (momentum, nesterov) or adamw (betas; decoupled weight decay)
     epochs: int = 200
     lr: float = 0.1
     momentum: float = 0.9  # sgd
     nesterov: bool = False  # sgd
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw
     weight_decay: float = 5e-4  # sgd: L2 added to the gradient; adamw: decoupled, lr * weight_decay * w
     schedule: Literal["multistep", "cosine", "constant"] = "multistep"
     milestones: list[int] = field(default_factory=lambda: [75, 130, 180])  # epochs (multistep)
     lr_decay: float = 0.1  # factor at each milestone (multistep)
     warmup_epochs: float = 0.0  # linear warm-up from 0, in epochs
+    name: Literal["sgd", "adamw"] = "sgd"  # sgd (momentum, nesterov) or adamw (betas; decoupled weight decay)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw
     label_smoothing: float = 0.0  # every cross-entropy against the labels (the exits', and MATE's teachers')
     clip_grad_norm: float = 0.0  # clip the global gradient norm to this (after fp16 unscaling); 0: off
     # exponential moving average of the weights (and BatchNorm buffers), updated every optimizer
