@@ -31,6 +31,7 @@ def test_config_error_is_one_line_without_traceback():
     assert out.returncode == 2
     assert out.stderr.strip() == ("mate: error: unknown config key 'optim.learning_rate'; valid keys: epochs, lr, "
                                   "momentum, nesterov, weight_decay, schedule, milestones, lr_decay, warmup_epochs, "
+                                  "name, betas, label_smoothing, clip_grad_norm, ema_decay, accumulate_steps, "
                                   "backbone_lr_scale")
     assert "Traceback" not in out.stderr
 

@@ -29,6 +29,10 @@ from mate.errors import ConfigError
 
 ROOT = Path(__file__).parents[1]
 CONFIG = "fashion_mnist_quick"  # both runs start from the same shipped config
+# Recipe options whose arithmetic involves the processes: accumulation (DDP's no_sync between the
+# batches of a step), the global gradient norm (after the average), the EMA, per-step scalars.
+RECIPE = ["optim.accumulate_steps=3", "optim.clip_grad_norm=0.5", "optim.ema_decay=0.9",
+          "optim.label_smoothing=0.1", "run.log_every=2"]
 
 
 def overrides(objective: str, out_dir: Path) -> list[str]:
@@ -66,11 +70,12 @@ def records(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("objective", ["mate", "phuong"])
-def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, fmnist_available, objective):
-    two = torchrun(overrides(objective, tmp_path / "ddp"))
+@pytest.mark.parametrize("objective,recipe", [("mate", []), ("phuong", []), ("ce", RECIPE)],
+                         ids=["mate", "phuong", "ce-recipe"])
+def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, fmnist_available, objective, recipe):
+    two = torchrun(overrides(objective, tmp_path / "ddp") + recipe)
     assert two.returncode == 0, two.stderr[-3000:]
-    one = single_process(overrides(objective, tmp_path / "single"))
+    one = single_process(overrides(objective, tmp_path / "single") + recipe)
     run2, run1 = tmp_path / "ddp" / "run", Path(one["run_dir"])
 
     # Rank 0 alone logs and prints: one record per epoch, one results table.
@@ -87,11 +92,12 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, fm
 
     s1, s2 = load_checkpoint(run1 / "last.pt"), load_checkpoint(run2 / "last.pt")
     assert s2["world_size"] == 2 and s1["world_size"] == 1
-    for key, w1 in s1["model"].items():
-        if w1.is_floating_point():
-            torch.testing.assert_close(s2["model"][key], w1, rtol=0, atol=3e-3, msg=key)
-        else:
-            assert torch.equal(s2["model"][key], w1), key  # BatchNorm step counters
+    for part in ("model", "training_model") if recipe else ("model",):  # with the EMA: both weights
+        for key, w1 in s1[part].items():
+            if w1.is_floating_point():
+                torch.testing.assert_close(s2[part][key], w1, rtol=0, atol=3e-3, msg=key)
+            else:
+                assert torch.equal(s2[part][key], w1), key  # BatchNorm step counters
     for key, w1 in s1["objective"].items():
         # MATE's weight network is trained in both processes like the model; Phuong & Lampert's
         # temperature grows at the same steps because the confidence is averaged over ranks.

@@ -46,13 +46,22 @@ class DataConfig:
 class OptimConfig:
     epochs: int = 200
     lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
+    momentum: float = 0.9  # sgd
+    nesterov: bool = False  # sgd
+    weight_decay: float = 5e-4  # sgd: L2 added to the gradient; adamw: decoupled, lr * weight_decay * w
     schedule: Literal["multistep", "cosine", "constant"] = "multistep"
     milestones: list[int] = field(default_factory=lambda: [75, 130, 180])  # epochs (multistep)
     lr_decay: float = 0.1  # factor at each milestone (multistep)
     warmup_epochs: float = 0.0  # linear warm-up from 0, in epochs
+    name: Literal["sgd", "adamw"] = "sgd"  # sgd (momentum, nesterov) or adamw (betas; decoupled weight decay)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw
+    label_smoothing: float = 0.0  # every cross-entropy against the labels (the exits', and MATE's teachers')
+    clip_grad_norm: float = 0.0  # clip the global gradient norm to this (after fp16 unscaling); 0: off
+    # exponential moving average of the weights (and BatchNorm buffers), updated every optimizer
+    # step; when on, validation, best-checkpoint selection, the test and best.pt use it. 0: off
+    ema_decay: float = 0.0
+    # optimizer step every N batches: the batch of a step is data.batch_size x N; the schedule counts steps
+    accumulate_steps: int = 1
     backbone_lr_scale: float = 1.0  # the backbone (stem and stages) trains at lr x this; exits and objective at lr
 
 
@@ -64,7 +73,13 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     channels_last: bool = True  # NHWC convolutions: faster on CPU and on tensor cores
     progress: bool = True  # progress bar
-    tensorboard: bool = True
+    # Experiment trackers besides metrics.jsonl (always written): tensorboard, mlflow, wandb
+    loggers: list[Literal["tensorboard", "mlflow", "wandb"]] = field(default_factory=lambda: ["tensorboard"])
+    tensorboard: Optional[bool] = None  # true adds tensorboard to run.loggers, false removes it; null: as listed
+    log_every: int = 0  # per-step scalars (loss, lr, objective logs) to the trackers every N optimizer steps; 0: off
+    project: str = "mate"  # MLflow experiment and W&B project
+    # MLflow tracking URI; null: MLFLOW_TRACKING_URI if set, else a file store mlruns/ beside the run folder
+    mlflow_uri: Optional[str] = None
     val_every: int = 1  # validate (and select the best checkpoint) every N epochs, and after the last one
     select: Literal["mean", "last", "ensemble"] = "mean"  # validation score for the best checkpoint
     deterministic: bool = False  # deterministic kernels (exact resume on GPU)
@@ -80,7 +95,9 @@ SECTIONS = {"data": DataConfig, "optim": OptimConfig, "run": RunConfig}
 OPEN_SECTIONS = ("model", "objective")
 # Arguments of models and objectives that the engine fills in; never set in a config.
 DERIVED = {"model": ("num_classes", "in_channels", "input_size"),
-           "objective": ("num_exits", "feature_dim", "num_classes", "total_epochs")}
+           "objective": ("num_exits", "feature_dim", "num_classes", "total_epochs", "label_smoothing")}
+# Derived arguments that come from another config key rather than from the data and model.
+DERIVED_FROM = {"total_epochs": "optim.epochs", "label_smoothing": "optim.label_smoothing"}
 
 
 @dataclass
@@ -148,7 +165,8 @@ def _check_open_section(section: str, values: Any) -> dict:
         if key == "name":
             continue
         if key in DERIVED[section]:
-            raise ConfigError(f"'{section}.{key}' is set from the data and model; remove it from the config")
+            source = DERIVED_FROM.get(key, "the data and model")
+            raise ConfigError(f"'{section}.{key}' is set from {source}; remove it from the config")
         if key not in allowed:
             raise ConfigError(
                 f"unknown config key '{section}.{key}' for {section} '{name}'; "

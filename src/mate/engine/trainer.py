@@ -1,14 +1,20 @@
 """The training loop: one for every model, objective and dataset.
 
-``train(config)`` builds data, model and objective from the registries, trains with SGD,
-validates every exit and the exits' ensemble after each epoch on a split held out of the
+``train(config)`` builds data, model and objective from the registries, trains with SGD or
+AdamW, validates every exit and the exits' ensemble after each epoch on a split held out of the
 training set, keeps the last and the best-on-validation checkpoints, and finally evaluates the
 best checkpoint on the test set. Under torchrun the same loop runs in every process
 (see ``distributed``); rank 0 alone writes the run folder.
+
+Recipe options (``optim.*``): label smoothing (passed to the objective), gradient accumulation
+(an optimizer step every ``accumulate_steps`` batches), gradient-norm clipping, and an EMA of the
+weights, which is then what is validated, selected, tested and saved as ``model`` in the
+checkpoints (the trained weights are saved beside it, as ``training_model``, to resume).
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import json
 import math
@@ -20,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .._version import __version__
-from ..config import Config
+from ..config import Config, OptimConfig
 from ..data import DatasetSplits, DeviceLoader
 from ..errors import CheckpointError, ConfigError, MateError, TrainingDiverged
 from ..evaluation.logits import ExitLogits, collect_exit_logits, format_exit_table, selection_score
@@ -30,7 +36,8 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .data import build_data
 from .distributed import (TrainStep, all_reduce_sum, convert_sync_batchnorm, gather_batches, init_distributed,
                           run_on_main, wrap_for_training)
-from .logger import RunLogger
+from .ema import WeightEMA
+from .logger import RunLogger, check_loggers, flatten_params, resolve_loggers
 
 
 def resolve_device(name: str) -> torch.device:
@@ -57,12 +64,30 @@ def build_model(config: Config, splits: DatasetSplits, pretrained: bool = True) 
 def build_objective(config: Config, model: MultiExitNetwork) -> nn.Module:
     name = config.objective["name"]
     derived = dict(num_exits=model.num_exits, feature_dim=model.feature_dim, num_classes=model.num_classes)
-    if "total_epochs" in OBJECTIVES.options(name):  # e.g. SDN's ramp over the whole run
+    options = OBJECTIVES.options(name)
+    if "total_epochs" in options:  # e.g. SDN's ramp over the whole run
         derived["total_epochs"] = config.optim.epochs
+    if "label_smoothing" in options:
+        derived["label_smoothing"] = config.optim.label_smoothing
+    elif config.optim.label_smoothing > 0:
+        raise ConfigError(f"optim.label_smoothing={config.optim.label_smoothing}: objective '{name}' does not "
+                          "take label_smoothing (give its constructor a label_smoothing argument and pass it "
+                          "to exits_cross_entropy)")
     return create_objective(name, **derived, **config.objective_options())
 
 
+def build_optimizer(config: Config, param_groups: list[dict]) -> torch.optim.Optimizer:
+    """``optim.name`` over ``param_groups`` (dicts with ``params``, and optionally their own ``lr``
+    or ``weight_decay``); the other hyper-parameters come from ``optim.*``."""
+    o = config.optim
+    if o.name == "adamw":
+        return torch.optim.AdamW(param_groups, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    return torch.optim.SGD(param_groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
+                           weight_decay=o.weight_decay)
+
+
 def lr_factor(config: Config, steps_per_epoch: int) -> Callable[[int], float]:
+    """The schedule's factor at optimizer step ``step`` (``steps_per_epoch`` optimizer steps an epoch)."""
     o = config.optim
 
     def factor(step: int) -> float:
@@ -80,6 +105,12 @@ def lr_factor(config: Config, steps_per_epoch: int) -> Callable[[int], float]:
     return factor
 
 
+# Keys a resume cannot change: the optimizer's state and parameter groups, the schedule's step
+# count and the EMA come back from the checkpoint as they were.
+RESUME_FROZEN = ("name", "lr", "momentum", "nesterov", "betas", "weight_decay", "accumulate_steps", "ema_decay",
+                 "backbone_lr_scale")
+
+
 def default_run_name(config: Config) -> str:
     return f"{config.data.name}-{config.model['name']}-{config.objective['name']}-s{config.run.seed}"
 
@@ -91,9 +122,12 @@ class Trainer:
                  log: Callable[[str], None] = print):
         self.config = config
         self.dist, self.device = init_distributed(resolve_device(config.run.device))
+        self.logger: Optional[RunLogger] = None
         try:
             self._setup(run_dir, resume, log)
         except BaseException:
+            if self.logger is not None:
+                self.logger.close(success=False)
             self._close_distributed()
             raise
 
@@ -110,6 +144,9 @@ class Trainer:
         self.is_main = self.dist.is_main
         self.log = log if self.is_main else (lambda message: None)
         check_run_options(config, self.device, self.world_size)
+        check_optim_options(config)
+        loggers = resolve_loggers(config.run.loggers, config.run.tensorboard)
+        check_loggers(loggers)
         self.amp = resolve_amp(config.run.amp, self.device)
         self.run_dir = Path(run_dir) if run_dir else Path(config.run.out_dir) / (config.run.name or default_run_name(config))
         run_on_main(self.dist, lambda: self._prepare_run_dir(resume))
@@ -126,17 +163,20 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.objective = build_objective(config, self.model).to(self.device)
         o = config.optim
-        params = self.model.parameter_groups(o.lr, o.backbone_lr_scale, self.objective.parameters())
-        self.optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
-                                         weight_decay=o.weight_decay)
+        param_groups = self.model.parameter_groups(o.lr, o.backbone_lr_scale, self.objective.parameters())
+        self.optimizer = build_optimizer(config, param_groups)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
         self.step = wrap_for_training(self.dist, TrainStep(self.model, self.objective), self.device)
+        # The weights that are evaluated: an EMA of the trained ones when optim.ema_decay > 0.
+        self.ema = WeightEMA(self.model, o.ema_decay) if o.ema_decay > 0 else None
+        self.eval_model = self.ema.model if self.ema else self.model
+        self._ddp = self.step if self.dist.enabled else None  # for no_sync() between accumulated batches
         if config.run.compile:
             self.step = torch.compile(self.step)
-        self.steps_per_epoch = len(self.data.train)
+        self.batches_per_epoch = len(self.data.train)
+        self.steps_per_epoch = math.ceil(self.batches_per_epoch / o.accumulate_steps)  # optimizer steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(config, self.steps_per_epoch))
         self.start_epoch, self.best_score, self.best_epoch, self.train_time = 0, -math.inf, -1, 0.0
-        self.logger = RunLogger(self.run_dir, config.run.tensorboard, enabled=self.is_main)
         if resume:
             self._resume()
         elif self.is_main:
@@ -144,6 +184,11 @@ class Trainer:
             (self.run_dir / "split.json").write_text(json.dumps(
                 {"dataset": config.data.name, "split_seed": config.data.split_seed,
                  "val_indices": self.data.val_indices.tolist()}))
+        self.logger = RunLogger(self.run_dir, loggers, enabled=self.is_main, project=config.run.project,
+                                mlflow_uri=config.run.mlflow_uri)
+        if resume:
+            self.logger.truncate_after(self.start_epoch)  # records are 1-based
+        self.logger.log_params(flatten_params(config.to_dict()))
 
     # -- run folder and resume -------------------------------------------------------------
     def _prepare_run_dir(self, resume: bool) -> None:
@@ -171,15 +216,17 @@ class Trainer:
         check_compatible(state, self.model, self.config)
         # The optimizer's state (its param groups) and the schedule's base learning rate come back
         # from the checkpoint, so an override of these keys could not take effect: say so.
-        saved = state["config"].get("optim", {})
-        frozen = [f"optim.{k}" for k in ("lr", "momentum", "nesterov", "weight_decay", "backbone_lr_scale")
-                  if k in saved and saved[k] != getattr(self.config.optim, k)]
+        # A key missing from an older checkpoint had its default then.
+        saved = {**dataclasses.asdict(OptimConfig()), **state["config"].get("optim", {})}
+        frozen = [f"optim.{k}" for k in RESUME_FROZEN if saved[k] != getattr(self.config.optim, k)]
         if frozen:
             was = ", ".join(f"{k}={saved[k.split('.')[1]]}" for k in frozen)
             raise ConfigError(f"--resume continues {self.run_dir} exactly, with the optimizer state it saved "
                               f"({was}); it cannot apply a new {', '.join(frozen)}. Drop the override, or "
                               "start a new run (run.name=NEW_NAME) to train with it.")
-        self.model.load_state_dict(state["model"])
+        self.model.load_state_dict(state.get("training_model", state["model"]))
+        if self.ema:
+            self.ema.load_state_dict(state["model"])
         self.objective.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -191,13 +238,15 @@ class Trainer:
         torch.set_rng_state(state["rng_cpu"])
         if torch.cuda.is_available() and state.get("rng_cuda") is not None:
             torch.cuda.set_rng_state_all(list(state["rng_cuda"]))
-        self.logger.truncate_after(int(state["epoch"]) + 1)  # records are 1-based
         self.log(f"resumed {self.run_dir} after epoch {self.start_epoch}")
 
     def _state(self, epoch: int) -> dict:
+        """A checkpoint. ``model`` holds the weights that are evaluated (the EMA when it is on, and
+        then ``training_model`` the trained weights), so every reader of a checkpoint gets them."""
+        trained = {"training_model": self.model.state_dict()} if self.ema else {}
         return {
             "version": __version__, "config": self.config.to_dict(), "epoch": epoch,
-            "model": self.model.state_dict(), "objective": self.objective.state_dict(),
+            "model": self.eval_model.state_dict(), **trained, "objective": self.objective.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "world_size": self.world_size,
             "best_score": self.best_score, "best_epoch": self.best_epoch, "train_time": self.train_time,
@@ -217,36 +266,88 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16 if self.amp == "bf16" else torch.float16)
 
     def train_epoch(self, epoch: int) -> dict:
+        """One epoch; an optimizer step every ``optim.accumulate_steps`` batches (and after the
+        epoch's last batch, so epochs end on a step). Returns the epoch's mean training logs."""
+        o, log_every = self.config.optim, self.config.run.log_every
         self.model.train()
         self.objective.train()
         self.data.train.set_epoch(epoch)
         torch.manual_seed(self.config.run.seed * 1_000_003 + epoch)
         sums: dict[str, Tensor] = {}
         count = torch.zeros((), device=self.device)
+        step_sums: dict[str, Tensor] = {}  # the logs of the current optimizer step, when it is logged
+        step_count = torch.zeros((), device=self.device)
         batches = _progress(self.data.train, self.config.run.progress and self.is_main,
-                            f"epoch {epoch + 1}/{self.config.optim.epochs}")
+                            f"epoch {epoch + 1}/{o.epochs}")
         watch = DivergenceWatch(self.device)
+        n, accumulate = self.batches_per_epoch, o.accumulate_steps
         for i, (x, y) in enumerate(batches):
-            with self.autocast():
-                loss, logs = self.step(self.to_memory_format(x), y, epoch + i / self.steps_per_epoch)
-            # Every rank watches the mean over ranks, so all stop together when any one diverges.
-            watch.record(i, all_reduce_sum(loss.detach().float().clone()) / self.world_size)
-            if (i + 1) % DIVERGENCE_CHECK_STEPS == 0:
-                self._stop_if_diverged(watch, epoch)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
+            group = i // accumulate
+            group_size = min(accumulate, n - group * accumulate)  # the epoch's last group may be short
+            steps = i % accumulate + 1 == group_size  # this batch completes an optimizer step
+            global_step = epoch * self.steps_per_epoch + group + 1
+            logged = log_every > 0 and global_step % log_every == 0
+            if i % accumulate == 0:
+                self.optimizer.zero_grad(set_to_none=True)
+            # Between accumulated batches DDP keeps the gradients local; the step's last one syncs.
+            with self._no_sync(not steps):
+                with self.autocast():
+                    loss, logs = self.step(self.to_memory_format(x), y, epoch + i / n)
+                # Every rank watches the mean over ranks, so all stop together when any one diverges.
+                watch.record(i, all_reduce_sum(loss.detach().float().clone()) / self.world_size)
+                if (i + 1) % DIVERGENCE_CHECK_STEPS == 0:
+                    self._stop_if_diverged(watch, epoch)
+                # The step's gradient is the mean over its batches: each batch's mean loss / group size.
+                self.scaler.scale(loss if group_size == 1 else loss / group_size).backward()
             b = y.shape[0]
             count += b
             logs = {"loss": loss.detach(), **logs}
             for key, value in logs.items():
                 value = value.detach().float() * b
                 sums[key] = sums[key] + value if key in sums else value
+                if logged:
+                    step_sums[key] = step_sums[key] + value if key in step_sums else value
+            if logged:
+                step_count += b
+            if not steps:
+                continue
+            lr = self.optimizer.param_groups[0]["lr"]
+            grad_norm = self._clip_gradients()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            if self.ema:
+                self.ema.update()
+            if logged:
+                self._log_step(global_step, step_sums, step_count, lr, grad_norm)
+                step_sums, step_count = {}, torch.zeros((), device=self.device)
         self._stop_if_diverged(watch, epoch)  # before the epoch's checkpoint is written
         all_reduce_sum(count)
         return {key: (all_reduce_sum(value) / count).cpu().tolist() for key, value in sums.items()}
+
+    def _no_sync(self, local: bool):
+        """DDP's no_sync() when ``local`` (gradients accumulate without an all-reduce)."""
+        return self._ddp.no_sync() if local and self._ddp is not None else contextlib.nullcontext()
+
+    def _clip_gradients(self) -> Optional[Tensor]:
+        """Clip the global gradient norm to optim.clip_grad_norm (fp16: on the unscaled gradients);
+        the norm before clipping, or None when clipping is off."""
+        max_norm = self.config.optim.clip_grad_norm
+        if max_norm <= 0:
+            return None
+        self.scaler.unscale_(self.optimizer)
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+    def _log_step(self, step: int, sums: dict[str, Tensor], count: Tensor, lr: float,
+                  grad_norm: Optional[Tensor]) -> None:
+        """Per-step scalars to the trackers: the step's mean logs over its batches (and ranks)."""
+        total = all_reduce_sum(count.clone())
+        values = {key: (all_reduce_sum(value) / total).cpu().tolist() for key, value in sums.items()}
+        values["lr"] = lr
+        if grad_norm is not None:
+            values["grad_norm"] = float(grad_norm)
+        self.logger.log_step(values, step)
 
     def _stop_if_diverged(self, watch: DivergenceWatch, epoch: int) -> None:
         first = watch.first()
@@ -257,7 +358,7 @@ class Trainer:
         saved = run_on_main(self.dist, last.exists)
         raise TrainingDiverged(
             f"the loss became {loss} at epoch {epoch + 1}, step {i + 1} (global step "
-            f"{epoch * self.steps_per_epoch + i + 1}); nothing was saved after it. The last good checkpoint is "
+            f"{epoch * self.batches_per_epoch + i + 1}); nothing was saved after it. The last good checkpoint is "
             f"{last if saved else '(none yet)'}; lower optim.lr (or add optim.warmup_epochs) and resume or restart."
         )
 
@@ -273,7 +374,7 @@ class Trainer:
         teachers = getattr(self.objective, "eval_teachers", None)
         self.objective.eval()
         with self.autocast():
-            local = collect_exit_logits(self.model, batches(), self.to_memory_format, teachers)
+            local = collect_exit_logits(self.eval_model, batches(), self.to_memory_format, teachers)
         self.objective.train()
         if not self.dist.enabled:
             return local
@@ -286,10 +387,13 @@ class Trainer:
 
     # -- the whole run ----------------------------------------------------------------------
     def fit(self) -> dict:
+        success = False
         try:
-            return self._fit()
+            results = self._fit()
+            success = True
+            return results
         finally:
-            self.logger.close()
+            self.logger.close(success)
             self._close_distributed()
 
     def _fit(self) -> dict:
@@ -311,7 +415,7 @@ class Trainer:
             improved = score > self.best_score
             if improved:
                 self.best_score, self.best_epoch = score, epoch + 1
-            self.logger.log(record)
+            self.logger.log(record, step=(epoch + 1) * self.steps_per_epoch)
             self.log(_epoch_line(record))
             if self.is_main:
                 state = self._state(epoch)
@@ -322,7 +426,7 @@ class Trainer:
 
     def final_results(self) -> dict:
         state = self._load("best.pt" if run_on_main(self.dist, (self.run_dir / "best.pt").exists) else "last.pt")
-        self.model.load_state_dict(state["model"])
+        self.eval_model.load_state_dict(state["model"])
         rows = {}
         if self.data.val is not None:
             rows["val"] = self.evaluate(self.data.val).summary()
@@ -333,6 +437,7 @@ class Trainer:
         if self.is_main:
             (self.run_dir / "results.json").write_text(json.dumps(results, indent=2))
         results["table"] = format_exit_table(rows)
+        self.logger.log_final(rows, results["table"], int(state["epoch"]) + 1)
         return results
 
 
@@ -397,6 +502,25 @@ def check_run_options(config: Config, device: torch.device, world_size: int) -> 
         if value % world_size:
             raise ConfigError(f"{key}={value} is not divisible by the {world_size} processes: the global "
                               f"batch is split evenly; use a multiple of {world_size}")
+
+
+def check_optim_options(config: Config) -> None:
+    """Ranges of the recipe options (``optim.*``) and of ``run.log_every``."""
+    o = config.optim
+    if o.accumulate_steps < 1:
+        raise ConfigError(f"optim.accumulate_steps must be at least 1, got {o.accumulate_steps}")
+    if o.clip_grad_norm < 0:
+        raise ConfigError(f"optim.clip_grad_norm must be >= 0 (0: no clipping), got {o.clip_grad_norm}")
+    if not 0.0 <= o.ema_decay < 1.0:
+        raise ConfigError(f"optim.ema_decay must be in [0, 1) (0: no EMA; e.g. 0.999), got {o.ema_decay}")
+    if not 0.0 <= o.label_smoothing < 1.0:
+        raise ConfigError(f"optim.label_smoothing must be in [0, 1), got {o.label_smoothing}")
+    if len(o.betas) != 2 or not all(0.0 <= b < 1.0 for b in o.betas):
+        raise ConfigError(f"optim.betas must be two numbers in [0, 1) (AdamW's beta1, beta2), got {o.betas}")
+    if o.name == "adamw" and o.nesterov:
+        raise ConfigError("optim.nesterov=true applies to SGD only; drop it for optim.name=adamw")
+    if config.run.log_every < 0:
+        raise ConfigError(f"run.log_every must be >= 0 (0: no per-step scalars), got {config.run.log_every}")
 
 
 def check_compatible(state: dict, model: MultiExitNetwork, config: Optional[Config] = None) -> None:

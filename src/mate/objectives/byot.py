@@ -43,8 +43,9 @@ class BYOTObjective(nn.Module):
     def __init__(self, num_exits: int, feature_dim: int = 0, num_classes: int = 0, kd_weight: float = 0.3,
                  temperature: float = 3.0, t_squared: bool = False,
                  last_ce_weight: Literal["one", "shared"] = "one", feature_weight: float = 0.03,
-                 feature_loss: Literal["adapted_l2", "squared"] = "adapted_l2"):
+                 feature_loss: Literal["adapted_l2", "squared"] = "adapted_l2", label_smoothing: float = 0.0):
         super().__init__()
+        self.label_smoothing = label_smoothing
         if last_ce_weight not in ("one", "shared"):
             raise ConfigError(f"objective.last_ce_weight must be 'one' or 'shared', got {last_ce_weight!r}")
         if feature_loss not in ("adapted_l2", "squared"):
@@ -62,7 +63,7 @@ class BYOTObjective(nn.Module):
 
     def forward(self, outputs: MultiExitOutput, targets: Tensor, epoch: float = 0.0):
         a = self.kd_weight
-        ce = exits_cross_entropy(outputs.exit_logits, targets)
+        ce = exits_cross_entropy(outputs.exit_logits, targets, self.label_smoothing)
         z_last, h_last = outputs.exit_logits[-1].detach(), outputs.exit_features[-1].detach()
         kd = sum(kl_t(z_last, z, self.temperature) for z in outputs.exit_logits[:-1])
         if not self.t_squared:

@@ -10,10 +10,11 @@ from .registry import register_objective
 
 @register_objective("ce")
 class CrossEntropyObjective(nn.Module):
-    def __init__(self, num_exits: int, feature_dim: int = 0, num_classes: int = 0):
+    def __init__(self, num_exits: int, feature_dim: int = 0, num_classes: int = 0, label_smoothing: float = 0.0):
         super().__init__()
         self.num_exits = num_exits
+        self.label_smoothing = label_smoothing
 
     def forward(self, outputs: MultiExitOutput, targets: Tensor, epoch: float = 0.0):
-        ce = exits_cross_entropy(outputs.exit_logits, targets)
+        ce = exits_cross_entropy(outputs.exit_logits, targets, self.label_smoothing)
         return ce.sum(), {"ce": ce.detach()}

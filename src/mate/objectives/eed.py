@@ -39,15 +39,17 @@ def feature_distillation(features: list[Tensor], target: Tensor) -> Tensor:
 @register_objective("eed")
 class EEDObjective(nn.Module):
     def __init__(self, num_exits: int, feature_dim: int = 0, num_classes: int = 0, kd_weight: float = 1.0,
-                 temperature: float = 3.0, distill: Literal["mse", "kl"] = "mse", feature_weight: float = 1.0):
+                 temperature: float = 3.0, distill: Literal["mse", "kl"] = "mse", feature_weight: float = 1.0,
+                 label_smoothing: float = 0.0):
         super().__init__()
+        self.label_smoothing = label_smoothing
         if distill not in ("kl", "mse"):
             raise ConfigError(f"objective.distill must be 'kl' or 'mse', got {distill!r}")
         self.kd_weight, self.temperature, self.distill = kd_weight, temperature, distill
         self.feature_weight = feature_weight
 
     def forward(self, outputs: MultiExitOutput, targets: Tensor, epoch: float = 0.0):
-        ce = exits_cross_entropy(outputs.exit_logits, targets)
+        ce = exits_cross_entropy(outputs.exit_logits, targets, self.label_smoothing)
         ensemble = outputs.stacked_logits().detach().mean(1)
         if self.distill == "kl":
             kd = torch.stack([kl_t(ensemble, z, self.temperature) for z in outputs.exit_logits])
@@ -61,15 +63,17 @@ class EEDObjective(nn.Module):
 @register_objective("beed")
 class BEEDObjective(nn.Module):
     def __init__(self, num_exits: int, feature_dim: int = 0, num_classes: int = 0, beta: float = 1.6,
-                 alpha: float = 1.15, temperature: float = 3.0, feature_weight: float = 0.1):
+                 alpha: float = 1.15, temperature: float = 3.0, feature_weight: float = 0.1,
+                 label_smoothing: float = 0.0):
         super().__init__()
+        self.label_smoothing = label_smoothing
         self.temperature, self.feature_weight = temperature, feature_weight
         k = torch.arange(num_exits, dtype=torch.float32)
         self.register_buffer("ensemble_weights", beta**k / (beta**k).sum(), persistent=False)
         self.register_buffer("kd_weights", alpha ** (num_exits - 1 - k), persistent=False)
 
     def forward(self, outputs: MultiExitOutput, targets: Tensor, epoch: float = 0.0):
-        ce = exits_cross_entropy(outputs.exit_logits, targets)
+        ce = exits_cross_entropy(outputs.exit_logits, targets, self.label_smoothing)
         w = self.ensemble_weights[None, :, None]
         ensemble = (w * outputs.stacked_logits().detach()).sum(1)
         kd = torch.stack([kl_t(ensemble, zk, self.temperature) for zk in outputs.exit_logits])

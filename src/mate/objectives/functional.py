@@ -50,9 +50,10 @@ def masked_feature_mse(feature: Tensor, target: Tensor) -> Tensor:
     return ((feature - target) ** 2 * mask).mean()
 
 
-def exits_cross_entropy(exit_logits: list[Tensor], targets: Tensor) -> Tensor:
-    """Per-exit cross-entropy as a K-vector."""
-    return torch.stack([F.cross_entropy(z, targets) for z in exit_logits])
+def exits_cross_entropy(exit_logits: list[Tensor], targets: Tensor, label_smoothing: float = 0.0) -> Tensor:
+    """Per-exit cross-entropy as a K-vector; ``label_smoothing`` (``optim.label_smoothing``) mixes
+    the one-hot targets with the uniform distribution (``F.cross_entropy``'s option)."""
+    return torch.stack([F.cross_entropy(z, targets, label_smoothing=label_smoothing) for z in exit_logits])
 
 
 def kd_rampup(epoch: float, rampup_epochs: float) -> float:

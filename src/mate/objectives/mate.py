@@ -84,6 +84,9 @@ class MATEObjective(nn.Module):
     teacher_kl: "forward" KL_T(t_m || sg z_k) or "reverse" KL_T(sg z_k || t_m).
     teacher_mask: "all" (teacher m mixes every exit) or "deeper" (teacher m mixes exits m..K,
         so no teacher is built from shallower exits than its own student).
+    label_smoothing: from ``optim.label_smoothing``, not an objective key; it applies to the
+        exits' CE and to the teachers' CE alike (every CE against the labels), not to the
+        per-sample CE that weighs the teachers under offdiag="confidence".
     """
 
     def __init__(
@@ -106,8 +109,10 @@ class MATEObjective(nn.Module):
         teacher_kd_weight: Optional[float] = None,
         teacher_kl: Literal["forward", "reverse"] = "forward",
         teacher_mask: Literal["all", "deeper"] = "all",
+        label_smoothing: float = 0.0,
     ):
         super().__init__()
+        self.label_smoothing = label_smoothing
         if num_exits < 2:
             raise ConfigError("objective 'mate' needs a model with at least 2 exits")
         if not 0.0 <= primary_share <= 1.0:
@@ -185,7 +190,7 @@ class MATEObjective(nn.Module):
         if self.offdiag == "uniform":
             return self.share
         k = self.num_exits
-        with torch.no_grad():
+        with torch.no_grad():  # a confidence measure, not a loss: plain CE, whatever optim.label_smoothing
             ce = F.cross_entropy(teacher_logits.transpose(1, 2), targets[:, None].expand(-1, k),
                                  reduction="none")  # B x M, each teacher's CE on each sample
             conf = 1.0 - torch.softmax(ce, dim=-1)  # CA-MKD: a teacher with a larger CE weighs less
@@ -214,14 +219,15 @@ class MATEObjective(nn.Module):
             kl = pairwise_kl_t(teacher_logits, exit_logits.detach(), self.temperature)  # [m, k]
         else:
             kl = pairwise_kl_t(exit_logits.detach(), teacher_logits, self.temperature).t()  # [k, m] -> [m, k]
-        ce = torch.stack([F.cross_entropy(teacher_logits[:, m], targets) for m in range(self.num_exits)])
+        ce = torch.stack([F.cross_entropy(teacher_logits[:, m], targets, label_smoothing=self.label_smoothing)
+                          for m in range(self.num_exits)])
         return lam * (self.share.t() * kl).sum() + self.teacher_ce_weight * ce.sum(), ce
 
     def forward(self, outputs: MultiExitOutput, targets: Tensor, epoch: float = 0.0):
         z = outputs.stacked_logits()
         teacher_logits, attention = self.teachers(outputs)
         ramp = kd_rampup(epoch, self.rampup_epochs)
-        ce = exits_cross_entropy(outputs.exit_logits, targets)
+        ce = exits_cross_entropy(outputs.exit_logits, targets, self.label_smoothing)
         kd, kl = self.student_loss(teacher_logits, z, targets)
         kd = self.depth_weights * kd
         if self.kd_mix is None:

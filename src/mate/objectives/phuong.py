@@ -23,13 +23,14 @@ from .registry import register_objective
 class PhuongLampertObjective(nn.Module):
     def __init__(self, num_exits: int, feature_dim: int = 0, num_classes: int = 0, kd_weight: float = 0.5,
                  initial_temperature: float = 1.0, temperature_growth: float = 1.05,
-                 confidence_target: float = 0.5):
+                 confidence_target: float = 0.5, label_smoothing: float = 0.0):
         super().__init__()
+        self.label_smoothing = label_smoothing
         self.kd_weight, self.growth, self.confidence_target = kd_weight, temperature_growth, confidence_target
         self.register_buffer("temperature", torch.tensor(float(initial_temperature)))
 
     def forward(self, outputs: MultiExitOutput, targets: Tensor, epoch: float = 0.0):
-        ce = exits_cross_entropy(outputs.exit_logits, targets)
+        ce = exits_cross_entropy(outputs.exit_logits, targets, self.label_smoothing)
         t = float(self.temperature)
         z_last = outputs.exit_logits[-1].detach()
         kd = sum(kl_t(z_last, z, t) for z in outputs.exit_logits[:-1])

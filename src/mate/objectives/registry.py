@@ -4,8 +4,9 @@ Every objective is an ``nn.Module`` called as ``loss, logs = objective(outputs, 
 ``epoch`` is a float (epoch index plus the fraction of it done) so ramp-ups are smooth and a
 resumed run sees the same value. ``logs`` maps names to detached tensors that the engine
 averages over an epoch. Constructors receive ``num_exits``, ``feature_dim`` and
-``num_classes`` from the model (and ``total_epochs`` from ``optim.epochs`` when they accept it);
-every other argument is a config option.
+``num_classes`` from the model (and, when they accept them, ``total_epochs`` from
+``optim.epochs`` and ``label_smoothing`` from ``optim.label_smoothing``, which an objective
+passes to ``exits_cross_entropy``); every other argument is a config option.
 """
 from __future__ import annotations
 

@@ -26,8 +26,9 @@ from .registry import register_objective
 class SDNObjective(nn.Module):
     def __init__(self, num_exits: int, feature_dim: int = 0, num_classes: int = 0,
                  exit_weights: Optional[Sequence[float]] = None, rampup_epochs: Optional[float] = None,
-                 total_epochs: int = 0):
+                 total_epochs: int = 0, label_smoothing: float = 0.0):
         super().__init__()
+        self.label_smoothing = label_smoothing
         if exit_weights is None:
             exit_weights = [0.9 * (k + 1) / (num_exits - 1) for k in range(num_exits - 1)] if num_exits > 1 else []
         if len(exit_weights) != num_exits - 1:
@@ -47,5 +48,5 @@ class SDNObjective(nn.Module):
         return torch.cat([c, c.new_ones(1)])
 
     def forward(self, outputs: MultiExitOutput, targets: Tensor, epoch: float = 0.0):
-        ce = exits_cross_entropy(outputs.exit_logits, targets)
+        ce = exits_cross_entropy(outputs.exit_logits, targets, self.label_smoothing)
         return (self.weights(epoch) * ce).sum(), {"ce": ce.detach()}
