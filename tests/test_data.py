@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mate.data import ArrayDataset, DeviceLoader, load_dataset, random_crop_flip, validation_split
+from mate.data import ArrayDataset, InMemoryLoader, load_dataset, random_crop_flip, validation_split
 from mate.data.fashion_mnist import read_idx
 from mate.errors import DataError
 
@@ -153,10 +153,10 @@ def _toy(n=50):
                         torch.arange(n) % 10)
 
 
-def test_device_loader_epochs_are_seeded_and_cover_the_data():
+def test_in_memory_loader_epochs_are_seeded_and_cover_the_data():
     data = _toy()
-    a = DeviceLoader(data, 16, "cpu", [0.0], [1 / 255], train=True, crop_padding=0, seed=1)
-    b = DeviceLoader(data, 16, "cpu", [0.0], [1 / 255], train=True, crop_padding=0, seed=1)
+    a = InMemoryLoader(data, 16, "cpu", [0.0], [1 / 255], train=True, crop_padding=0, seed=1)
+    b = InMemoryLoader(data, 16, "cpu", [0.0], [1 / 255], train=True, crop_padding=0, seed=1)
     assert len(a) == 3  # drop_last in training
     a.set_epoch(2); b.set_epoch(2)
     xa = [x for x, _ in a]; xb = [x for x, _ in b]
@@ -171,10 +171,10 @@ def test_device_loader_epochs_are_seeded_and_cover_the_data():
     assert torch.equal(xs % 10, ys)
 
 
-def test_device_loader_shards_each_global_batch_across_ranks():
+def test_in_memory_loader_shards_each_global_batch_across_ranks():
     data = _toy()
-    full = DeviceLoader(data, 16, "cpu", [0.0], [1 / 255], train=True, crop_padding=1, flip=True, seed=5)
-    parts = [DeviceLoader(data, 16, "cpu", [0.0], [1 / 255], train=True, crop_padding=1, flip=True, seed=5,
+    full = InMemoryLoader(data, 16, "cpu", [0.0], [1 / 255], train=True, crop_padding=1, flip=True, seed=5)
+    parts = [InMemoryLoader(data, 16, "cpu", [0.0], [1 / 255], train=True, crop_padding=1, flip=True, seed=5,
                           rank=r, world_size=2) for r in range(2)]
     for (x, y), (x0, y0), (x1, y1) in zip(full, *parts):
         assert torch.equal(torch.cat([x0, x1]), x) and torch.equal(torch.cat([y0, y1]), y)
@@ -182,6 +182,6 @@ def test_device_loader_shards_each_global_batch_across_ranks():
 
 def test_eval_loader_keeps_order_and_last_partial_batch():
     data = _toy(45)
-    loader = DeviceLoader(data, 16, "cpu", [0.0], [1 / 255])
+    loader = InMemoryLoader(data, 16, "cpu", [0.0], [1 / 255])
     ys = torch.cat([y for _, y in loader])
     assert len(loader) == 3 and torch.equal(ys, data.labels)

@@ -93,7 +93,7 @@ def test_readme_custom_loop_example_runs(fmnist_available):
 
 
 def test_train_step_logs_each_exits_batch_accuracy():
-    from mate.engine.distributed import TrainStep
+    from mate.engine import TrainStep
     from mate.objectives import create_objective
     import mate
 

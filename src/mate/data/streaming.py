@@ -1,11 +1,11 @@
 """A loader for datasets of image files that are decoded as they are read (DataLoader workers).
 
-It keeps DeviceLoader's contract: normalised float batches and labels on ``device``, an epoch
+It keeps InMemoryLoader's contract: normalised float batches and labels on ``device``, an epoch
 fixed by (seed, epoch), ``len()`` batches, training mode dropping the last incomplete batch.
 Training draws a random-resized crop and a horizontal flip per image; evaluation resizes the
 shorter side to ``image_size / eval_crop`` and takes the center crop.
 
-Sharding is DeviceLoader's: rank r reads the r-th slice of every global batch, so the union over
+Sharding is InMemoryLoader's: rank r reads the r-th slice of every global batch, so the union over
 ranks of one step is the single-process batch. Each image's augmentation is seeded by its own
 number drawn from the epoch's generator, so a batch is the same with any number of workers or
 processes. Workers send uint8 images; conversion and normalisation happen on the device.
@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from ..errors import DataError
-from .base import ArrayDataset
+from .base import ArrayDataset, epoch_seed
 from .image_folder import ImageFiles
 from .loader import BatchLoader
 
@@ -110,7 +110,7 @@ class StreamingLoader(BatchLoader):
         n, b = len(self.files), self.batch_size
         if not self.train:
             return [[(i, None) for i in range(start, min(start + b, n))] for start in range(0, n, b)]
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        gen = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         order = torch.randperm(n, generator=gen).tolist()
         seeds = torch.randint(0, 2**62, (n,), generator=gen).tolist()
         return [list(zip(order[i * b:(i + 1) * b], seeds[i * b:(i + 1) * b])) for i in range(len(self))]

@@ -21,16 +21,17 @@ from torch import Tensor, nn
 
 from .._version import __version__
 from ..config import Config
-from ..data import DatasetSplits, DeviceLoader
+from ..data import DatasetSplits, build_data, epoch_seed
+from ..data.build import Loader
 from ..errors import CheckpointError, ConfigError, MateError, TrainingDiverged
 from ..evaluation.logits import ExitLogits, collect_exit_logits, format_exit_table, selection_score
 from ..models import MultiExitNetwork, create_model
 from ..objectives import OBJECTIVES, create_objective
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import build_data
-from .distributed import (TrainStep, all_reduce_sum, convert_sync_batchnorm, gather_batches, init_distributed,
-                          run_on_main, wrap_for_training)
+from .distributed import (all_reduce_sum, convert_sync_batchnorm, gather_batches, init_distributed, run_on_main,
+                          wrap_for_training)
 from .logger import RunLogger
+from .step import TrainStep
 
 
 def resolve_device(name: str) -> torch.device:
@@ -112,7 +113,7 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
         torch.manual_seed(config.run.seed)
-        self.data = build_data(config, self.device, self.rank, self.world_size)
+        self.data = build_data(config.data, self.device, config.run.seed, self.rank, self.world_size)
         self.model = build_model(config, self.data.splits)
         if config.run.sync_batchnorm:
             self.model = convert_sync_batchnorm(self.model, self.device)
@@ -215,7 +216,7 @@ class Trainer:
         self.model.train()
         self.objective.train()
         self.data.train.set_epoch(epoch)
-        torch.manual_seed(self.config.run.seed * 1_000_003 + epoch)
+        torch.manual_seed(epoch_seed(self.config.run.seed, epoch))
         sums: dict[str, Tensor] = {}
         count = torch.zeros((), device=self.device)
         batches = _progress(self.data.train, self.config.run.progress and self.is_main,
@@ -256,7 +257,7 @@ class Trainer:
             f"{last if saved else '(none yet)'}; lower optim.lr (or add optim.warmup_epochs) and resume or restart."
         )
 
-    def evaluate(self, loader: DeviceLoader) -> ExitLogits:
+    def evaluate(self, loader: Loader) -> ExitLogits:
         """Every exit's logits on the whole split; under torchrun each rank holds them all."""
         sizes: list[int] = []
 
