@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import load_config
-from ..data import load_dataset
+from ..data import dataset_info
 from ..engine import build_model, config_from_checkpoint
 from ..evaluation import exit_costs, format_cost_table
 
@@ -19,7 +19,7 @@ def flops_command(source: str, overrides: Sequence[str] = (), as_json: bool = Fa
     else:
         config = load_config(source, overrides)
     d = config.data
-    model = build_model(config, load_dataset(d.name, root=d.root, download=d.download))
+    model = build_model(config, dataset_info(d))  # the dataset's registered shape: no file is read
     costs = exit_costs(model)
     if as_json:
         print(json.dumps({"input_shape": list(costs.input_shape), "flops": costs.flops, "params": costs.params}))

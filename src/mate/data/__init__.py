@@ -2,13 +2,13 @@
 # Importing a dataset module registers its datasets.
 from . import cifar, cub, fashion_mnist, fgvc_aircraft, image_folder, stanford_dogs, tiny_imagenet  # noqa: F401
 from .base import ArrayDataset, DatasetSplits, epoch_seed, validation_split
-from .build import DataBundle, build_data, split_dataset
+from .build import DataBundle, build_data, dataset_info, split_dataset
 from .image_folder import FolderSplits, ImageFiles
 from .loader import InMemoryLoader, random_crop_flip
 from .streaming import StreamingLoader, decode_to_memory
-from .registry import DATASETS, list_datasets, load_dataset, register_dataset
+from .registry import DATASETS, DatasetInfo, list_datasets, load_dataset, register_dataset
 
 __all__ = ["ArrayDataset", "DatasetSplits", "InMemoryLoader", "random_crop_flip", "validation_split", "epoch_seed",
            "FolderSplits", "ImageFiles", "StreamingLoader", "decode_to_memory",
-           "DataBundle", "build_data", "split_dataset",
-           "DATASETS", "list_datasets", "load_dataset", "register_dataset"]
+           "DataBundle", "build_data", "split_dataset", "dataset_info",
+           "DATASETS", "DatasetInfo", "list_datasets", "load_dataset", "register_dataset"]

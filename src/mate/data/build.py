@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from .base import ArrayDataset, DatasetSplits, validation_split
 from .image_folder import FolderSplits, ImageFiles
 from .loader import InMemoryLoader
-from .registry import load_dataset
+from .registry import DatasetInfo, load_dataset, registered_info
 from .streaming import StreamingLoader, decode_to_memory
 
 Loader = Union[InMemoryLoader, StreamingLoader]
@@ -121,6 +121,19 @@ def split_dataset(splits: DatasetSplits, d: DataOptions) -> tuple[Split, Split, 
         test = test.subset(torch.arange(min(d.test_subset, len(test))))
     val = own_val if own_val is not None else splits.train.subset(val_idx)
     return splits.train.subset(train_idx), val, test, val_idx
+
+
+def dataset_info(d: DataOptions) -> DatasetInfo:
+    """Classes and input shape of ``data.name`` at ``data.image_size``: from the registry when the
+    dataset registered a fixed shape (no file is read), else from the dataset itself."""
+    info = registered_info(d.name)
+    if info is None:
+        splits = sized(load_dataset(d.name, root=d.root, download=d.download), d)
+        return DatasetInfo(splits.num_classes, splits.in_channels, splits.input_size,
+                           isinstance(splits, FolderSplits))
+    if info.image_files and d.image_size:
+        return dataclasses.replace(info, input_size=d.image_size)
+    return info
 
 
 def _in_memory(d: DataOptions, image_size: int, num_images: int) -> bool:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from .._version import __version__
 from ..config import Config
-from ..data import DatasetSplits, build_data, epoch_seed
+from ..data import DatasetInfo, DatasetSplits, build_data, epoch_seed
 from ..data.build import Loader
 from ..errors import CheckpointError, ConfigError, MateError, TrainingDiverged
 from ..evaluation.logits import ExitLogits, collect_exit_logits, format_exit_table, selection_score
@@ -45,7 +45,8 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"run.device={name!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
 
 
-def build_model(config: Config, splits: DatasetSplits) -> MultiExitNetwork:
+def build_model(config: Config, splits: DatasetSplits | DatasetInfo) -> MultiExitNetwork:
+    """The config's model for a dataset's classes and input shape (its splits, or its registered info)."""
     return create_model(config.model["name"], num_classes=splits.num_classes, in_channels=splits.in_channels,
                         input_size=splits.input_size, **config.model_options())
 
