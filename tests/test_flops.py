@@ -76,3 +76,5 @@ def test_flops_of_an_image_file_dataset_at_another_size_reads_no_file(capsys, tm
     out = json.loads(capsys.readouterr().out)
     model = mate.create_model("imagenet_resnet18", num_classes=200, in_channels=3, width=4, input_size=112)
     assert out == {"input_shape": [3, 112, 112], "flops": exit_costs(model).flops, "params": exit_costs(model).params}
+    assert main(["flops", "fashion_mnist_quick", "data.image_size=32", "--json"]) == 2
+    assert "fashion_mnist holds 28x28 images" in capsys.readouterr().err

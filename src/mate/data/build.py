@@ -27,6 +27,7 @@ Loader = Union[InMemoryLoader, StreamingLoader]
 Split = Union[ArrayDataset, ImageFiles]
 IN_MEMORY_MAX_SIDE = 64  # auto: small images get the in-memory, CIFAR-style recipe
 IN_MEMORY_MAX_BYTES = 4 * 2**30
+DEFAULT_EVAL_CROP = 0.875  # data.eval_crop's default: the 224-pixel center crop of a 256-pixel resize
 
 
 class DataOptions(Protocol):
@@ -71,6 +72,11 @@ def build_data(d: DataOptions, device: torch.device | str, seed: int = 0, rank: 
 
     streamed = isinstance(splits, FolderSplits) and not _in_memory(d, splits.image_size,
                                                                     len(train) + len(val) + len(test))
+    if not streamed and d.eval_crop != DEFAULT_EVAL_CROP:
+        how = ("stream it with data.in_memory=false to evaluate on center crops" if isinstance(splits, FolderSplits)
+               else "leave data.eval_crop unset")
+        raise ConfigError(f"data.eval_crop={d.eval_crop} applies to streamed evaluation only: {d.name} is held in "
+                          f"memory here and evaluated on whole images; {how}")
     if streamed:
         stream = dict(common, image_size=splits.image_size, num_workers=d.num_workers, eval_crop=d.eval_crop)
         return DataBundle(
@@ -94,10 +100,20 @@ def build_data(d: DataOptions, device: torch.device | str, seed: int = 0, rank: 
 
 
 def sized(splits: DatasetSplits, d: DataOptions) -> DatasetSplits:
-    """``splits`` at ``data.image_size``: image files are decoded at that side."""
-    if isinstance(splits, FolderSplits) and d.image_size:
+    """``splits`` at ``data.image_size``: image files are decoded at that side; a dataset of
+    arrays has one size, so any other is an error rather than a setting silently ignored."""
+    if not d.image_size:
+        return splits
+    if isinstance(splits, FolderSplits):
         return dataclasses.replace(splits, image_size=d.image_size)
+    _check_fixed_size(d, splits.input_size)
     return splits
+
+
+def _check_fixed_size(d: DataOptions, side: int) -> None:
+    if d.image_size and d.image_size != side:
+        raise ConfigError(f"data.image_size={d.image_size}: {d.name} holds {side}x{side} images, used at their "
+                          f"own size; data.image_size resizes datasets of image files only (leave it unset)")
 
 
 def split_dataset(splits: DatasetSplits, d: DataOptions) -> tuple[Split, Split, Split, Tensor]:
@@ -133,6 +149,7 @@ def dataset_info(d: DataOptions) -> DatasetInfo:
                            isinstance(splits, FolderSplits))
     if info.image_files and d.image_size:
         return dataclasses.replace(info, input_size=d.image_size)
+    _check_fixed_size(d, info.input_size)
     return info
 
 

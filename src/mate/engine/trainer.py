@@ -88,9 +88,11 @@ class Trainer:
                  log: Callable[[str], None] = print):
         self.config = config
         self.dist, self.device = init_distributed(resolve_device(config.run.device))
+        self._new_dirs: list[Path] = []  # folders this run created, deepest first
         try:
             self._setup(run_dir, resume, log)
         except BaseException:
+            self._remove_new_dirs()
             self._close_distributed()
             raise
 
@@ -145,6 +147,7 @@ class Trainer:
     # -- run folder and resume -------------------------------------------------------------
     def _prepare_run_dir(self, resume: bool) -> None:
         try:
+            self._new_dirs = [p for p in (self.run_dir, *self.run_dir.parents) if not p.exists()]
             self.run_dir.mkdir(parents=True, exist_ok=True)
             probe = self.run_dir / ".write_test"
             probe.write_text("")
@@ -158,6 +161,17 @@ class Trainer:
         if not resume and has_ckpt:
             raise MateError(f"the run folder {self.run_dir} already holds a checkpoint. Resume it with "
                             "--resume, or pick another folder with run.name=NEW_NAME.")
+
+    def _remove_new_dirs(self) -> None:
+        """A run that could not start (e.g. a config error found building the model) leaves no
+        empty run folder behind: the folders it created go again, while they are still empty."""
+        for folder in self._new_dirs:
+            try:
+                folder.rmdir()
+            except FileNotFoundError:  # never made: mkdir failed below its parent
+                continue
+            except OSError:  # not empty (or not ours to remove): keep it and its parents
+                break
 
     def _load(self, name: str) -> dict:
         """A checkpoint of this run, read by rank 0 and handed to every rank."""
