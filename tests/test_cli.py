@@ -39,8 +39,8 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_train_then_eval_from_the_command_line(tmp_path, fmnist_available):
-    common = ["data.val_size=500", "data.train_subset=1024", "data.test_subset=500", "model.width=8",
+def test_train_then_eval_from_the_command_line(tmp_path, fmnist_root):
+    common = [f"data.root={fmnist_root}", "data.val_size=500", "data.train_subset=1024", "data.test_subset=500", "model.width=8",
               "optim.epochs=1", "run.progress=false", f"run.out_dir={tmp_path}", "run.name=cli"]
     out = run_cli("train", *common, "objective.name=ce")
     assert out.returncode == 0, out.stderr

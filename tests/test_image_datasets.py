@@ -208,3 +208,31 @@ def test_in_memory_auto_keeps_small_images_in_memory_and_streams_large_ones(tmp_
     assert isinstance(small.train, InMemoryLoader) and small.splits.input_size == 32
     x, _ = next(iter(small.test))
     assert x.shape == (3, 3, 32, 32)
+
+
+def test_registered_shape_of_image_file_datasets_and_image_folder(tmp_path):
+    from mate.config import DataConfig
+    from mate.data import DatasetInfo, dataset_info
+
+    assert dataset_info(DataConfig(name="cub200")) == DatasetInfo(200, 3, 224, image_files=True)
+    assert dataset_info(DataConfig(name="tiny_imagenet", image_size=32)) == DatasetInfo(200, 3, 32, image_files=True)
+    assert dataset_info(DataConfig(name="stanford_dogs")).num_classes == 120
+    assert dataset_info(DataConfig(name="fgvc_aircraft")).num_classes == 100
+    # image_folder's classes are its folders: they are listed (no image is decoded)
+    make_image_folder(tmp_path)
+    assert dataset_info(DataConfig(name="image_folder", root=str(tmp_path), image_size=48)) == DatasetInfo(
+        3, 3, 48, image_files=True)
+
+
+def test_eval_crop_is_refused_for_image_files_decoded_into_memory(tmp_path):
+    from mate.errors import ConfigError
+
+    make_tiny_imagenet(tmp_path)
+    common = ["data.name=tiny_imagenet", f"data.root={tmp_path}", "data.val_size=2", "data.batch_size=4",
+              "data.num_workers=0", "data.eval_crop=0.5"]
+    with pytest.raises(ConfigError, match=r"^data.eval_crop=0.5 applies to streamed evaluation only: tiny_imagenet "
+                                          r"is held in memory here and evaluated on whole images; stream it with "
+                                          r"data.in_memory=false to evaluate on center crops$"):
+        build_data(load_config(None, common), "cpu")
+    streamed = build_data(load_config(None, [*common, "data.in_memory=false"]), "cpu")
+    assert streamed.test.images.transform.transforms[0].size == [128]  # resize to 64 / 0.5, then crop 64
