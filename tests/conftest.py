@@ -57,13 +57,13 @@ def fmnist_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_config(fmnist_root):
     """``tiny_config(out_dir, objective, epochs, **overrides)``: a config that trains a width-8
-    ResNet-18 on 4,096 of the suite's Fashion-MNIST images in seconds."""
+    ResNet-18 on 2,048 of the suite's Fashion-MNIST images in seconds."""
     from mate.config import load_config
 
     def make(tmp_path, objective="mate", epochs=2, **extra):
         overrides = [
             "data.name=fashion_mnist", f"data.root={fmnist_root}", "data.download=false", "data.val_size=1000",
-            "data.train_subset=4096", "data.test_subset=1000", "data.batch_size=128", "data.crop_padding=2",
+            "data.train_subset=2048", "data.test_subset=1000", "data.batch_size=64", "data.crop_padding=2",
             "model.name=resnet18", "model.width=8", f"objective.name={objective}", f"optim.epochs={epochs}",
             "optim.lr=0.1", "optim.schedule=cosine", "optim.nesterov=true", "run.progress=false",
             "run.tensorboard=false", f"run.out_dir={tmp_path}",

@@ -192,7 +192,8 @@ def test_the_suites_fashion_mnist_is_in_the_real_idx_format(fmnist_root):
     splits = load_dataset("fashion_mnist", root=str(fmnist_root), download=False)
     assert splits.source == str(fmnist_root)
     assert (len(splits.train), len(splits.test), splits.input_size, splits.in_channels) == (6000, 1000, 28, 1)
-    assert splits.train.labels.bincount().tolist() == [600] * 10 and splits.test.labels.bincount().tolist() == [100] * 10
+    assert splits.train.labels.bincount().tolist() == [600] * 10
+    assert splits.test.labels.bincount().tolist() == [100] * 10
 
 
 def test_the_default_places_hold_no_data_inside_the_suite(tmp_path):

@@ -37,9 +37,9 @@ def overrides(objective: str, out_dir: Path, data_root: Path) -> list[str]:
     # makes Phuong & Lampert's temperature grow at some steps and not at others.
     extra = ["objective.confidence_target=0.16"] if objective == "phuong" else []
     return [
-        "data.name=fashion_mnist", f"data.root={data_root}", "data.download=false", "data.val_size=250", "data.train_subset=512",
-        "data.test_subset=251", "data.batch_size=64", "data.eval_batch_size=96", "data.crop_padding=2",
-        "model.name=resnet18", "model.width=4", f"objective.name={objective}", "optim.epochs=2",
+        "data.name=fashion_mnist", f"data.root={data_root}", "data.download=false", "data.val_size=250",
+        "data.train_subset=512", "data.test_subset=251", "data.batch_size=64", "data.eval_batch_size=96",
+        "data.crop_padding=2", "model.name=resnet18", "model.width=4", f"objective.name={objective}", "optim.epochs=2",
         "optim.lr=0.002", "optim.schedule=cosine", "run.device=cpu", "run.sync_batchnorm=true",
         "run.deterministic=true", "run.channels_last=false", "run.progress=false", "run.tensorboard=false", f"run.out_dir={out_dir}",
         "run.name=run", *extra,

@@ -146,8 +146,8 @@ def test_resume_refuses_optimizer_overrides_it_could_not_apply(one_epoch_run, ca
 
 
 def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path, fmnist_root):
-    args = ["train", "--config", "fashion_mnist_quick", f"data.root={fmnist_root}", "data.train_subset=1024", "data.val_size=256",
-            "data.test_subset=256", "data.batch_size=64", "model.width=8", "optim.epochs=2",
+    args = ["train", "--config", "fashion_mnist_quick", f"data.root={fmnist_root}", "data.train_subset=512",
+            "data.val_size=256", "data.test_subset=256", "data.batch_size=64", "model.width=8", "optim.epochs=2",
             "run.deterministic=true", "run.progress=false", "run.tensorboard=false", "run.name=run"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread: same summation order in every run
     killed_dir = tmp_path / "killed"
