@@ -1,7 +1,7 @@
 """Shared fixtures. The suite makes its own data: a Fashion-MNIST in the real IDX format whose
 images are learnable (``fake_layouts.make_fashion_mnist``), so every training test runs on any
-machine. Only tests that check the real dataset itself use Debian's copy, and they fail, not
-skip, when it is missing.
+machine. Only test_data.py's test of the real dataset reads Debian's copy, and it fails, not
+skips, when the copy is missing.
 
 Inside the test process the dataset's default places (Debian's folder, the download cache) are
 hidden, so no test can use the real data without asking for it. Set MATE_TESTS_HIDE_REAL_DATA=1
@@ -21,8 +21,6 @@ from fake_layouts import make_fashion_mnist  # noqa: E402
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
-FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-
 
 @pytest.fixture(scope="session", autouse=True)
 def default_places_hold_no_data(tmp_path_factory):
@@ -34,18 +32,6 @@ def default_places_hold_no_data(tmp_path_factory):
         mp.setattr(fm, "DEBIAN_DIR", empty / "fashion-mnist")
         mp.setenv("MATE_DATA", str(empty))
         yield
-
-
-@pytest.fixture()
-def real_fashion_mnist(monkeypatch) -> Path:
-    """Debian's Fashion-MNIST, back in its default place; missing is a failure: the README's setup installs it."""
-    import mate.data.fashion_mnist as fm
-
-    if os.environ.get("MATE_TESTS_HIDE_REAL_DATA") == "1" or not (FMNIST_DIR / "train-images-idx3-ubyte.gz").exists():
-        pytest.fail(f"Debian's dataset-fashion-mnist is not installed ({FMNIST_DIR} is missing): "
-                    "scripts/setup.sh installs it (sudo apt-get install dataset-fashion-mnist)", pytrace=False)
-    monkeypatch.setattr(fm, "DEBIAN_DIR", FMNIST_DIR)
-    return FMNIST_DIR
 
 
 @pytest.fixture(scope="session")
