@@ -12,13 +12,15 @@ processes. Workers send uint8 images; conversion and normalisation happen on the
 """
 from __future__ import annotations
 
-from typing import Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
 import torch
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import v2
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
 
 from ..errors import DataError
 from .base import ArrayDataset, epoch_seed
@@ -26,7 +28,12 @@ from .image_folder import ImageFiles
 from .loader import BatchLoader
 
 
+# torchvision is imported where images are decoded: importing mate does not pay for it.
+
+
 def train_transform(image_size: int, crop_min_scale: float, flip: bool) -> v2.Compose:
+    from torchvision.transforms import v2
+
     steps = [v2.RandomResizedCrop(image_size, scale=(crop_min_scale, 1.0), antialias=True)]
     if flip:
         steps.append(v2.RandomHorizontalFlip())
@@ -34,6 +41,8 @@ def train_transform(image_size: int, crop_min_scale: float, flip: bool) -> v2.Co
 
 
 def eval_transform(image_size: int, eval_crop: float) -> v2.Compose:
+    from torchvision.transforms import v2
+
     return v2.Compose([v2.Resize(round(image_size / eval_crop), antialias=True), v2.CenterCrop(image_size),
                        v2.PILToTensor()])
 
@@ -135,6 +144,8 @@ class StreamingLoader(BatchLoader):
 
 def decode_to_memory(files: ImageFiles, image_size: int, num_workers: int = 4, batch_size: int = 256) -> ArrayDataset:
     """Every image decoded once, its shorter side resized to ``image_size`` and center-cropped."""
+    from torchvision.transforms import v2
+
     transform = v2.Compose([v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size), v2.PILToTensor()])
     images = DecodedImages(files, transform, image_size)
     n = len(files)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-import torchvision
 from torch import nn
 
 from .base import MultiExitNetwork
@@ -23,6 +22,8 @@ from .registry import register_model
 
 def imagenet_resnet(arch: str, num_classes: int, in_channels: int, width: int, input_size: int,
                     exit_stages: Optional[Sequence[int]]) -> MultiExitNetwork:
+    import torchvision  # here, not at import: importing mate stays quick
+
     tv = getattr(torchvision.models, arch)(weights=None)
     if in_channels != 3 or width != 64:
         tv.conv1 = nn.Conv2d(in_channels, width, 7, 2, 3, bias=False)
