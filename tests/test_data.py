@@ -256,3 +256,10 @@ def test_registered_shape_is_the_loaded_datasets(tmp_path, fmnist_root, name, sh
     root = fmnist_root if name == "fashion_mnist" else make_fake_cifar(tmp_path, name).parent
     splits = load_dataset(name, root=str(root), download=False)
     assert (splits.num_classes, splits.in_channels, splits.input_size) == shape
+
+
+def test_the_config_default_eval_crop_is_the_one_data_held_in_memory_accepts():
+    from mate.config import DataConfig
+    from mate.data.build import DEFAULT_EVAL_CROP
+
+    assert DataConfig().eval_crop == DEFAULT_EVAL_CROP == 0.875
