@@ -233,6 +233,6 @@ def test_eval_crop_is_refused_for_image_files_decoded_into_memory(tmp_path):
     with pytest.raises(ConfigError, match=r"^data.eval_crop=0.5 applies to streamed evaluation only: tiny_imagenet "
                                           r"is held in memory here and evaluated on whole images; stream it with "
                                           r"data.in_memory=false to evaluate on center crops$"):
-        build_data(load_config(None, common), "cpu")
-    streamed = build_data(load_config(None, [*common, "data.in_memory=false"]), "cpu")
+        build_data(load_config(None, common).data, "cpu")
+    streamed = build_data(load_config(None, [*common, "data.in_memory=false"]).data, "cpu")
     assert streamed.test.images.transform.transforms[0].size == [128]  # resize to 64 / 0.5, then crop 64
