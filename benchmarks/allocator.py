@@ -20,7 +20,7 @@ import sys
 CHILD = r"""
 import json, resource, statistics, sys, time, torch
 import mate
-from mate.engine.distributed import TrainStep
+from mate.engine import TrainStep
 tuned = mate.tune_cpu_allocator() if sys.argv[1] == "tuned" else False
 steps, width, batch, what = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 torch.manual_seed(0)

@@ -29,7 +29,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 import mate
-from mate.engine.distributed import TrainStep
+from mate.engine import TrainStep
 
 KINDS = {  # profiler op name -> kind
     "aten::mkldnn_convolution": "conv forward", "aten::convolution_backward": "conv backward",

@@ -18,7 +18,7 @@ import time
 import torch
 
 import mate
-from mate.engine.distributed import TrainStep
+from mate.engine import TrainStep
 
 VARIANTS = {
     # name: (channels_last, amp, compile)

@@ -1,3 +1,12 @@
+"""Shared fixtures. The suite makes its own data: a Fashion-MNIST in the real IDX format whose
+images are learnable (``fake_layouts.make_fashion_mnist``), so every training test runs on any
+machine. Only test_data.py's test of the real dataset reads Debian's copy, and it fails, not
+skips, when the copy is missing.
+
+Inside the test process the dataset's default places (Debian's folder, the download cache) are
+hidden, so no test can use the real data without asking for it. Set MATE_TESTS_HIDE_REAL_DATA=1
+to hide Debian's copy from the real-data tests too, as on a machine without it.
+"""
 import os
 from pathlib import Path
 
@@ -8,28 +17,63 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from fake_layouts import make_fashion_mnist  # noqa: E402
+
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
-FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+@pytest.fixture(scope="session", autouse=True)
+def default_places_hold_no_data(tmp_path_factory):
+    """Debian's folder and the download cache, as the dataset builders see them, are empty."""
+    import mate.data.fashion_mnist as fm
+
+    empty = tmp_path_factory.mktemp("no_data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fm, "DEBIAN_DIR", empty / "fashion-mnist")
+        mp.setenv("MATE_DATA", str(empty))
+        yield
 
 
 @pytest.fixture(scope="session")
-def fmnist_available() -> bool:
-    if not (FMNIST_DIR / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip("Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
-    return True
+def fmnist_root(tmp_path_factory) -> Path:
+    """The suite's own Fashion-MNIST: 6,000 training and 1,000 test images in the four gzipped IDX files."""
+    return make_fashion_mnist(tmp_path_factory.mktemp("fashion_mnist"))
 
 
-def tiny_config(tmp_path, objective="mate", epochs=2, **extra):
-    """A config that trains a width-8 ResNet-18 on 4,096 real Fashion-MNIST images in seconds."""
+@pytest.fixture(scope="session")
+def tiny_config(fmnist_root):
+    """``tiny_config(out_dir, objective, epochs, **overrides)``: a config that trains a width-8
+    ResNet-18 on 2,048 of the suite's Fashion-MNIST images in seconds."""
     from mate.config import load_config
 
-    overrides = [
-        "data.name=fashion_mnist", "data.val_size=1000", "data.train_subset=4096", "data.test_subset=1000",
-        "data.batch_size=128", "data.crop_padding=2", "model.name=resnet18", "model.width=8",
-        f"objective.name={objective}", f"optim.epochs={epochs}", "optim.lr=0.1", "optim.schedule=cosine",
-        "optim.nesterov=true", "run.progress=false", "run.tensorboard=false", f"run.out_dir={tmp_path}",
-        "data.download=false",
-    ]
-    overrides += [f"{k}={v}" for k, v in extra.items()]
-    return load_config(None, overrides)
+    def make(tmp_path, objective="mate", epochs=2, **extra):
+        overrides = [
+            "data.name=fashion_mnist", f"data.root={fmnist_root}", "data.download=false", "data.val_size=1000",
+            "data.train_subset=2048", "data.test_subset=1000", "data.batch_size=64", "data.crop_padding=2",
+            "model.name=resnet18", "model.width=8", f"objective.name={objective}", f"optim.epochs={epochs}",
+            "optim.lr=0.1", "optim.schedule=cosine", "optim.nesterov=true", "run.progress=false",
+            "run.tensorboard=false", f"run.out_dir={tmp_path}",
+        ]
+        overrides += [f"{k}={v}" for k, v in extra.items()]
+        return load_config(None, overrides)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_config, tmp_path_factory):
+    """``tiny_run(objective)``: the results of one finished 3-epoch ``tiny_config`` run (run folder
+    ``tiny``), trained the first time a test asks for that objective and shared by all. Tests
+    read these runs and never write into their folders."""
+    from mate.engine import train
+
+    runs: dict = {}
+
+    def get(objective: str) -> dict:
+        if objective not in runs:
+            out = tmp_path_factory.mktemp(f"tiny_{objective}")
+            config = tiny_config(out, objective, 3, **{"run.name": "tiny", "data.eval_batch_size": 250})
+            runs[objective] = train(config, log=lambda s: None)
+        return runs[objective]
+
+    return get

@@ -1,6 +1,8 @@
-"""Tiny copies of the published image-dataset layouts, written with real file formats."""
+"""Tiny copies of the published dataset layouts, written with real file formats."""
 from __future__ import annotations
 
+import gzip
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +119,48 @@ def make_fgvc_aircraft(root: Path, variants=("707-320", "A300B4", "F/A-18"), per
                 image_id += 1
         (data / f"images_variant_{split}.txt").write_text("".join(lines))
     return base
+
+
+def write_idx(path: Path, array, gz: bool = True) -> Path:
+    """An IDX file of unsigned bytes (the MNIST format): magic 0x0000 0x08 ndim, big-endian sizes, raw data."""
+    array = np.asarray(array, dtype=np.uint8)
+    raw = struct.pack(">HBB", 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+    with (gzip.open(path, "wb", compresslevel=1) if gz else open(path, "wb")) as f:
+        f.write(raw)
+    return path
+
+
+def learnable_images(n: int, seed: int, num_classes: int = 10, side: int = 28) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` grey images whose class shows in their pattern, and balanced labels.
+
+    Class c is a fixed smooth pattern (the same for every seed), drawn at a random shift of up to
+    3 pixels and a random contrast, blended with another class's pattern and covered in noise.
+    As on Fashion-MNIST, the exits of a width-8 ResNet-18 trained for three epochs on 2,048 of
+    them are far above chance and far from perfect, from about 60% at the first to 90% at the last.
+    """
+    patterns = np.random.default_rng(1234).normal(size=(num_classes, side + 6, side + 6))
+    # smooth each pattern with a separable 7-tap box filter, applied twice
+    for axis in (1, 2, 1, 2):
+        patterns = sum(np.roll(patterns, k, axis) for k in range(-3, 4)) / 7
+    patterns = (patterns - patterns.mean((1, 2), keepdims=True)) / patterns.std((1, 2), keepdims=True)
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(n) % num_classes)
+    dy, dx = rng.integers(0, 7, n), rng.integers(0, 7, n)
+    rows = dy[:, None] + np.arange(side)
+    cols = dx[:, None] + np.arange(side)
+    shifted = patterns[labels[:, None, None], rows[:, :, None], cols[:, None, :]]
+    other = patterns[(labels + rng.integers(1, num_classes, n)) % num_classes, 3:3 + side, 3:3 + side]
+    contrast = rng.uniform(0.5, 1.0, (n, 1, 1))
+    x = contrast * shifted + 0.3 * other + rng.normal(0, 0.6, (n, side, side))
+    images = np.clip(75 + 45 * x, 0, 255).astype(np.uint8)
+    return images, labels.astype(np.uint8)
+
+
+def make_fashion_mnist(root: Path, n_train: int = 6000, n_test: int = 1000) -> Path:
+    """Fashion-MNIST's four gzipped IDX files (28x28 grey images, 10 classes) of learnable images."""
+    root.mkdir(parents=True, exist_ok=True)
+    for prefix, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
+        images, labels = learnable_images(n, seed)
+        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return root

@@ -100,12 +100,19 @@ def test_wrong_config_key_or_value(tmp_path, capsys, override, message):
     (["model.exit_stages=[1,2,3,5]"], "exit_stages must be stage numbers in 1..4, got [1, 2, 3, 5]"),
     (["model.exit_stages=[4]"], "objective 'mate' needs a model with at least 2 exits"),
     (["data.batch_size=4096"], "data.batch_size=4096 is larger than the 512 training images"),
-    (["data.val_size=60000"], "data.val_size=60000 leaves no training images (60000 in all)"),
+    (["data.val_size=6000"], "data.val_size=6000 leaves no training images (6000 in all)"),
     (["data.batch_size=0"], "data.batch_size must be positive, got 0"),
+    (["data.image_size=32"], "data.image_size=32: fashion_mnist holds 28x28 images, used at their own size; "
+                             "data.image_size resizes datasets of image files only (leave it unset)"),
+    (["data.eval_crop=0.9"], "data.eval_crop=0.9 applies to streamed evaluation only: fashion_mnist is held in "
+                             "memory here and evaluated on whole images; leave data.eval_crop unset"),
 ])
-def test_impossible_combinations(tmp_path, capsys, fmnist_available, overrides, message):
-    assert main(["train", "data.download=false", f"run.out_dir={tmp_path}", *QUICK, *overrides]) == 2
+def test_impossible_combinations(tmp_path, capsys, fmnist_root, overrides, message):
+    out = tmp_path / "runs"
+    assert main(["train", f"data.root={fmnist_root}", "data.download=false", f"run.out_dir={out}", *QUICK,
+                 *overrides]) == 2
     assert error_line(capsys) == "mate: error: " + message
+    assert not out.exists()  # a run that could not start leaves no folder behind
 
 
 def test_errors_have_no_traceback_in_a_real_process(tmp_path):

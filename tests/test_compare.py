@@ -1,4 +1,4 @@
-"""`mate compare` and `mate report` on a tiny real subset (smoke size)."""
+"""`mate compare` and `mate report` on a tiny subset of the suite's Fashion-MNIST (smoke size)."""
 import csv
 import json
 
@@ -14,10 +14,16 @@ TINY = ["data.val_size=500", "data.train_subset=1024", "data.test_subset=500", "
         "optim.epochs=2", "data.batch_size=128", "run.progress=false", "run.tensorboard=false"]
 
 
-def test_compare_smoke_writes_table_csv_plots_and_resumes(tmp_path, fmnist_available, capsys):
+@pytest.fixture()
+def tiny(fmnist_root) -> list[str]:
+    """TINY, on the suite's Fashion-MNIST."""
+    return [f"data.root={fmnist_root}", *TINY]
+
+
+def test_compare_smoke_writes_table_csv_plots_and_resumes(tmp_path, tiny, capsys):
     out = tmp_path / "cmp"
     args = ["compare", "--config", "fashion_mnist_bench", "--methods", "ce,mate", "--seeds", "1",
-            "--out", str(out), "--paired-against", "mate", *TINY]
+            "--out", str(out), "--paired-against", "mate", *tiny]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "| ce |" in text and "| mate |" in text
@@ -72,10 +78,10 @@ def test_report_of_a_missing_run_is_a_clear_error(tmp_path, capsys):
     assert "has no metrics.jsonl" in capsys.readouterr().err
 
 
-def test_compare_with_two_workers_equals_sequential_and_archives(tmp_path, fmnist_available, capsys):
+def test_compare_with_two_workers_equals_sequential_and_archives(tmp_path, tiny, capsys):
     """--workers 2 trains in two one-thread processes; every number equals the sequential run's.
     --archive keeps each finished run's small files, and a run found there is not trained again."""
-    common = ["--config", "fashion_mnist_bench", "--methods", "ce,mate", "--seeds", "1", *TINY,
+    common = ["--config", "fashion_mnist_bench", "--methods", "ce,mate", "--seeds", "1", *tiny,
               "optim.epochs=1", "data.train_subset=512"]
     seq, par = tmp_path / "seq", tmp_path / "par"
     assert main(["compare", *common, "--out", str(seq)]) == 0
@@ -96,10 +102,10 @@ def test_compare_with_two_workers_equals_sequential_and_archives(tmp_path, fmnis
     assert (fresh / "summary.csv").read_text() == (par / "summary.csv").read_text()
 
 
-def test_a_failed_run_is_reported_and_the_others_finish(tmp_path, fmnist_available, capsys):
+def test_a_failed_run_is_reported_and_the_others_finish(tmp_path, tiny, capsys):
     variants = tmp_path / "v.yaml"
     variants.write_text("boom: {name: mate, kd_weight: 1.0e+38, temperature: 0.01}\n")
-    args = ["compare", "--config", "fashion_mnist_bench", "--methods", "boom,ce", "--seeds", "1", *TINY,
+    args = ["compare", "--config", "fashion_mnist_bench", "--methods", "boom,ce", "--seeds", "1", *tiny,
             "optim.epochs=1", "data.train_subset=512", "--variants", str(variants), "--out", str(tmp_path / "o"),
             "--workers", "2"]
     assert main(args) == 2

@@ -1,20 +1,18 @@
 import gzip
+import os
 import pickle
-import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from mate.data import ArrayDataset, DeviceLoader, load_dataset, random_crop_flip, validation_split
+from fake_layouts import write_idx
+from mate.data import ArrayDataset, InMemoryLoader, load_dataset, random_crop_flip, validation_split
 from mate.data.fashion_mnist import read_idx
 from mate.errors import DataError
 
-
-def write_idx(path, array, gz=False):
-    array = np.asarray(array, dtype=np.uint8)
-    raw = struct.pack(">HBB", 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
-    (gzip.open if gz else open)(path, "wb").write(raw)
+DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
 def make_fake_fmnist(folder, n_train=64, n_test=32, gz=True):
@@ -61,8 +59,18 @@ def test_missing_fashion_mnist_lists_the_three_ways(tmp_path, monkeypatch):
     assert "data.root" in msg and "apt-get install dataset-fashion-mnist" in msg and "data.download=true" in msg
 
 
-def test_real_fashion_mnist(fmnist_available):
+def test_real_fashion_mnist(monkeypatch):
+    """The one test of the real dataset: Debian's copy, found in its default place. Its absence is a
+    failure, not a skip: the README's setup installs it."""
+    import mate.data.fashion_mnist as fm
+
+    hidden = os.environ.get("MATE_TESTS_HIDE_REAL_DATA") == "1"
+    assert not hidden and (DEBIAN_FMNIST / "train-images-idx3-ubyte.gz").exists(), (
+        f"Debian's dataset-fashion-mnist is not installed ({DEBIAN_FMNIST} is missing"
+        f"{' or hidden by MATE_TESTS_HIDE_REAL_DATA=1' if hidden else ''}): scripts/setup.sh installs it")
+    monkeypatch.setattr(fm, "DEBIAN_DIR", DEBIAN_FMNIST)  # the suite hides it from every other test
     splits = load_dataset("fashion_mnist", download=False)
+    assert splits.source == str(DEBIAN_FMNIST)
     assert len(splits.train) == 60000 and len(splits.test) == 10000
     assert sorted(splits.train.labels.unique().tolist()) == list(range(10))
     # the dataset's published statistics
@@ -153,10 +161,10 @@ def _toy(n=50):
                         torch.arange(n) % 10)
 
 
-def test_device_loader_epochs_are_seeded_and_cover_the_data():
+def test_in_memory_loader_epochs_are_seeded_and_cover_the_data():
     data = _toy()
-    a = DeviceLoader(data, 16, "cpu", [0.0], [1 / 255], train=True, crop_padding=0, seed=1)
-    b = DeviceLoader(data, 16, "cpu", [0.0], [1 / 255], train=True, crop_padding=0, seed=1)
+    a = InMemoryLoader(data, 16, "cpu", [0.0], [1 / 255], train=True, crop_padding=0, seed=1)
+    b = InMemoryLoader(data, 16, "cpu", [0.0], [1 / 255], train=True, crop_padding=0, seed=1)
     assert len(a) == 3  # drop_last in training
     a.set_epoch(2); b.set_epoch(2)
     xa = [x for x, _ in a]; xb = [x for x, _ in b]
@@ -171,10 +179,10 @@ def test_device_loader_epochs_are_seeded_and_cover_the_data():
     assert torch.equal(xs % 10, ys)
 
 
-def test_device_loader_shards_each_global_batch_across_ranks():
+def test_in_memory_loader_shards_each_global_batch_across_ranks():
     data = _toy()
-    full = DeviceLoader(data, 16, "cpu", [0.0], [1 / 255], train=True, crop_padding=1, flip=True, seed=5)
-    parts = [DeviceLoader(data, 16, "cpu", [0.0], [1 / 255], train=True, crop_padding=1, flip=True, seed=5,
+    full = InMemoryLoader(data, 16, "cpu", [0.0], [1 / 255], train=True, crop_padding=1, flip=True, seed=5)
+    parts = [InMemoryLoader(data, 16, "cpu", [0.0], [1 / 255], train=True, crop_padding=1, flip=True, seed=5,
                           rank=r, world_size=2) for r in range(2)]
     for (x, y), (x0, y0), (x1, y1) in zip(full, *parts):
         assert torch.equal(torch.cat([x0, x1]), x) and torch.equal(torch.cat([y0, y1]), y)
@@ -182,6 +190,76 @@ def test_device_loader_shards_each_global_batch_across_ranks():
 
 def test_eval_loader_keeps_order_and_last_partial_batch():
     data = _toy(45)
-    loader = DeviceLoader(data, 16, "cpu", [0.0], [1 / 255])
+    loader = InMemoryLoader(data, 16, "cpu", [0.0], [1 / 255])
     ys = torch.cat([y for _, y in loader])
     assert len(loader) == 3 and torch.equal(ys, data.labels)
+
+
+def test_the_suites_fashion_mnist_is_in_the_real_idx_format(fmnist_root):
+    raw = gzip.decompress((fmnist_root / "train-images-idx3-ubyte.gz").read_bytes())
+    # magic 0x00000803 (unsigned bytes, 3 dimensions), then 6000, 28, 28 as big-endian uint32
+    assert raw[:16] == bytes.fromhex("00000803" "00001770" "0000001c" "0000001c") and len(raw) == 16 + 6000 * 784
+    assert gzip.decompress((fmnist_root / "t10k-labels-idx1-ubyte.gz").read_bytes())[:8] == bytes.fromhex(
+        "00000801" "000003e8")
+    splits = load_dataset("fashion_mnist", root=str(fmnist_root), download=False)
+    assert splits.source == str(fmnist_root)
+    assert (len(splits.train), len(splits.test), splits.input_size, splits.in_channels) == (6000, 1000, 28, 1)
+    assert splits.train.labels.bincount().tolist() == [600] * 10
+    assert splits.test.labels.bincount().tolist() == [100] * 10
+
+
+def test_the_default_places_hold_no_data_inside_the_suite(tmp_path):
+    """No test reads the real Fashion-MNIST without asking for it (the real_fashion_mnist fixture)."""
+    with pytest.raises(DataError, match="Fashion-MNIST was not found"):
+        load_dataset("fashion_mnist", download=False)
+
+
+def test_one_epoch_seed_fixes_both_loaders_and_the_training_step():
+    from mate.data import StreamingLoader, epoch_seed
+
+    assert epoch_seed(3, 7) == 3 * 1_000_003 + 7 == 3_000_016
+    data = _toy(48)
+    loader = InMemoryLoader(data, 16, "cpu", [0.0], [1 / 255], train=True, seed=3)
+    loader.set_epoch(7)
+    order = torch.randperm(48, generator=torch.Generator().manual_seed(3_000_016))
+    assert torch.equal(torch.cat([y for _, y in loader]), data.labels[order])
+    from mate.data import ImageFiles
+
+    streamed = StreamingLoader(ImageFiles([f"{i}.png" for i in range(48)], data.labels), 16, "cpu", [0.0], [1.0],
+                               image_size=4, train=True, seed=3, num_workers=0)
+    streamed.set_epoch(7)
+    assert [i for batch in streamed.global_batches() for i, _ in batch] == order.tolist()
+
+
+def test_split_dataset_holds_out_validation_and_keeps_the_subsets():
+    from mate.config import DataConfig
+    from mate.data import DatasetSplits, split_dataset
+
+    splits = DatasetSplits("toy", _toy(50), _toy(20), 10, [0.0], [1.0])
+    train, val, test, val_idx = split_dataset(splits, DataConfig(val_size=10, split_seed=2, train_subset=5,
+                                                                 test_subset=3))
+    rest, held = validation_split(50, 10, seed=2)
+    assert torch.equal(val_idx, held) and torch.equal(val.labels, splits.train.labels[held])
+    assert torch.equal(train.labels, splits.train.labels[rest[:5]]) and test.labels.tolist() == [0, 1, 2]
+    everything = split_dataset(splits, DataConfig(val_size=0))
+    assert (len(everything[0]), len(everything[1]), len(everything[2])) == (50, 0, 20)
+
+
+@pytest.mark.parametrize("name, shape", [("fashion_mnist", (10, 1, 28)), ("cifar10", (10, 3, 32)),
+                                         ("cifar100", (100, 3, 32))])
+def test_registered_shape_is_the_loaded_datasets(tmp_path, fmnist_root, name, shape):
+    from mate.config import DataConfig
+    from mate.data import dataset_info
+
+    info = dataset_info(DataConfig(name=name, root=str(tmp_path / "nothing")))  # no file needed
+    assert (info.num_classes, info.in_channels, info.input_size, info.image_files) == (*shape, False)
+    root = fmnist_root if name == "fashion_mnist" else make_fake_cifar(tmp_path, name).parent
+    splits = load_dataset(name, root=str(root), download=False)
+    assert (splits.num_classes, splits.in_channels, splits.input_size) == shape
+
+
+def test_the_config_default_eval_crop_is_the_one_data_held_in_memory_accepts():
+    from mate.config import DataConfig
+    from mate.data.build import DEFAULT_EVAL_CROP
+
+    assert DataConfig().eval_crop == DEFAULT_EVAL_CROP == 0.875

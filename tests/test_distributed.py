@@ -14,6 +14,7 @@ move weights by 1e-2 and more here.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,14 +36,14 @@ RECIPE = ["optim.accumulate_steps=3", "optim.clip_grad_norm=0.5", "optim.ema_dec
           "optim.label_smoothing=0.1", "run.log_every=2"]
 
 
-def overrides(objective: str, out_dir: Path) -> list[str]:
+def overrides(objective: str, out_dir: Path, data_root: Path) -> list[str]:
     # Near chance the last exit's confidence is about 0.16 and falls as T grows: this target
     # makes Phuong & Lampert's temperature grow at some steps and not at others.
     extra = ["objective.confidence_target=0.16"] if objective == "phuong" else []
     return [
-        "data.name=fashion_mnist", "data.download=false", "data.val_size=250", "data.train_subset=512",
-        "data.test_subset=251", "data.batch_size=64", "data.eval_batch_size=96", "data.crop_padding=2",
-        "model.name=resnet18", "model.width=4", f"objective.name={objective}", "optim.epochs=2",
+        "data.name=fashion_mnist", f"data.root={data_root}", "data.download=false", "data.val_size=250",
+        "data.train_subset=512", "data.test_subset=251", "data.batch_size=64", "data.eval_batch_size=96",
+        "data.crop_padding=2", "model.name=resnet18", "model.width=4", f"objective.name={objective}", "optim.epochs=2",
         "optim.lr=0.002", "optim.schedule=cosine", "run.device=cpu", "run.sync_batchnorm=true",
         "run.deterministic=true", "run.channels_last=false", "run.progress=false", "run.tensorboard=false", f"run.out_dir={out_dir}",
         "run.name=run", *extra,
@@ -70,13 +71,29 @@ def records(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("objective,recipe", [("mate", []), ("phuong", []), ("ce", RECIPE)],
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory, fmnist_root):
+    """``ddp_run(objective, recipe)``: a finished 2-epoch torchrun job of two processes and its run
+    folder, started once per module (tests that change a run work on a copy)."""
+    runs: dict = {}
+
+    def get(objective: str, recipe: tuple = ()) -> tuple[subprocess.CompletedProcess, Path]:
+        if (objective, recipe) not in runs:
+            out = tmp_path_factory.mktemp(f"ddp_{objective}")
+            runs[objective, recipe] = torchrun(overrides(objective, out, fmnist_root) + list(recipe)), out / "run"
+        return runs[objective, recipe]
+
+    return get
+
+
+@pytest.mark.parametrize("objective,recipe", [("mate", ()), ("phuong", ()), ("ce", tuple(RECIPE))],
                          ids=["mate", "phuong", "ce-recipe"])
-def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, fmnist_available, objective, recipe):
-    two = torchrun(overrides(objective, tmp_path / "ddp") + recipe)
+def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, fmnist_root, ddp_run, objective,
+                                                                    recipe):
+    two, run2 = ddp_run(objective, recipe)
     assert two.returncode == 0, two.stderr[-3000:]
-    one = single_process(overrides(objective, tmp_path / "single") + recipe)
-    run2, run1 = tmp_path / "ddp" / "run", Path(one["run_dir"])
+    one = single_process(overrides(objective, tmp_path / "single", fmnist_root) + list(recipe))
+    run1 = Path(one["run_dir"])
 
     # Rank 0 alone logs and prints: one record per epoch, one results table.
     assert [r["epoch"] for r in records(run2)] == [1, 2]
@@ -107,13 +124,14 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, fm
         assert 1.0 < float(s1["objective"]["temperature"]) < 1.05**steps  # grew at some steps, not all
 
 
-def test_two_process_run_resumes(tmp_path, fmnist_available):
-    first = torchrun(overrides("ce", tmp_path) + ["optim.epochs=1"])
+def test_two_process_run_resumes(tmp_path, ddp_run):
+    first, finished = ddp_run("mate")  # two epochs
     assert first.returncode == 0, first.stderr[-3000:]
-    resumed = torchrun(["--resume", str(tmp_path / "run"), "optim.epochs=2"])
+    run = shutil.copytree(finished, tmp_path / "run")
+    resumed = torchrun(["--resume", str(run), "optim.epochs=3"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert [r["epoch"] for r in records(tmp_path / "run")] == [1, 2]
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
+    assert [r["epoch"] for r in records(run)] == [1, 2, 3]
+    assert load_checkpoint(run / "last.pt")["epoch"] == 2
 
 
 def test_global_batch_must_split_evenly_across_processes():

@@ -6,8 +6,7 @@ from PIL import Image
 from fake_layouts import (make_cub, make_fgvc_aircraft, make_image_folder, make_stanford_dogs, make_tiny_imagenet,
                           write_image)
 from mate.config import load_config
-from mate.data import DeviceLoader, ImageFiles, StreamingLoader, decode_to_memory, load_dataset
-from mate.engine import build_data
+from mate.data import ImageFiles, InMemoryLoader, StreamingLoader, build_data, decode_to_memory, load_dataset
 from mate.errors import DataError
 
 
@@ -64,7 +63,7 @@ def test_image_folder_with_a_test_folder_selects_on_val(tmp_path):
     make_image_folder(tmp_path, test=True)
     config = load_config(None, ["data.name=image_folder", f"data.root={tmp_path}", "data.batch_size=4",
                                 "data.image_size=16", "data.num_workers=0", "data.in_memory=false"])
-    data = build_data(config, torch.device("cpu"))
+    data = build_data(config.data, torch.device("cpu"))
     assert data.val_indices.numel() == 0  # the dataset's own val/ replaces the hold-out (val_size ignored)
     assert len(data.train.files) == 18 and all("/val/" in p for p in data.val.files.paths)
     assert all("/test/" in p for p in data.test.files.paths)
@@ -199,13 +198,41 @@ def test_in_memory_auto_keeps_small_images_in_memory_and_streams_large_ones(tmp_
     make_tiny_imagenet(tmp_path)
     make_cub(tmp_path)
     common = ["data.val_size=2", "data.batch_size=4", "data.num_workers=0"]
-    tin = build_data(load_config(None, ["data.name=tiny_imagenet", f"data.root={tmp_path}", *common]), "cpu")
-    assert isinstance(tin.train, DeviceLoader) and tin.train.images.shape == (10, 3, 64, 64)
+    tin = build_data(load_config(None, ["data.name=tiny_imagenet", f"data.root={tmp_path}", *common]).data, "cpu")
+    assert isinstance(tin.train, InMemoryLoader) and tin.train.images.shape == (10, 3, 64, 64)
     assert tin.splits.input_size == 64 and len(tin.val.labels) == 2 and len(tin.test.labels) == 6
-    cub = build_data(load_config(None, ["data.name=cub200", f"data.root={tmp_path}", *common]), "cpu")
+    cub = build_data(load_config(None, ["data.name=cub200", f"data.root={tmp_path}", *common]).data, "cpu")
     assert isinstance(cub.train, StreamingLoader) and cub.splits.input_size == 224
     small = build_data(load_config(None, ["data.name=cub200", f"data.root={tmp_path}", "data.image_size=32",
-                                          *common]), "cpu")
-    assert isinstance(small.train, DeviceLoader) and small.splits.input_size == 32
+                                          *common]).data, "cpu")
+    assert isinstance(small.train, InMemoryLoader) and small.splits.input_size == 32
     x, _ = next(iter(small.test))
     assert x.shape == (3, 3, 32, 32)
+
+
+def test_registered_shape_of_image_file_datasets_and_image_folder(tmp_path):
+    from mate.config import DataConfig
+    from mate.data import DatasetInfo, dataset_info
+
+    assert dataset_info(DataConfig(name="cub200")) == DatasetInfo(200, 3, 224, image_files=True)
+    assert dataset_info(DataConfig(name="tiny_imagenet", image_size=32)) == DatasetInfo(200, 3, 32, image_files=True)
+    assert dataset_info(DataConfig(name="stanford_dogs")).num_classes == 120
+    assert dataset_info(DataConfig(name="fgvc_aircraft")).num_classes == 100
+    # image_folder's classes are its folders: they are listed (no image is decoded)
+    make_image_folder(tmp_path)
+    assert dataset_info(DataConfig(name="image_folder", root=str(tmp_path), image_size=48)) == DatasetInfo(
+        3, 3, 48, image_files=True)
+
+
+def test_eval_crop_is_refused_for_image_files_decoded_into_memory(tmp_path):
+    from mate.errors import ConfigError
+
+    make_tiny_imagenet(tmp_path)
+    common = ["data.name=tiny_imagenet", f"data.root={tmp_path}", "data.val_size=2", "data.batch_size=4",
+              "data.num_workers=0", "data.eval_crop=0.5"]
+    with pytest.raises(ConfigError, match=r"^data.eval_crop=0.5 applies to streamed evaluation only: tiny_imagenet "
+                                          r"is held in memory here and evaluated on whole images; stream it with "
+                                          r"data.in_memory=false to evaluate on center crops$"):
+        build_data(load_config(None, common).data, "cpu")
+    streamed = build_data(load_config(None, [*common, "data.in_memory=false"]).data, "cpu")
+    assert streamed.test.images.transform.transforms[0].size == [128]  # resize to 64 / 0.5, then crop 64

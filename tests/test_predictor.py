@@ -1,29 +1,27 @@
-"""The early-exit predictor against the offline simulation, on a model trained on real data."""
+"""The early-exit predictor against the offline simulation, on a model trained on the suite's Fashion-MNIST."""
 import csv
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_config
 from mate import EarlyExitPredictor, prepare_for_inference
 from mate.cli import main
-from mate.engine import load_trained, train
+from mate.engine import load_trained
 from mate.errors import ConfigError, MateError
 from mate.evaluation import (budget_curve, calibrate_thresholds, collect_exit_logits, exit_scores, geometric_shares,
                              simulate)
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, fmnist_available):
-    out = tmp_path_factory.mktemp("predictor")
-    config = tiny_config(out, "mate", 2, **{"run.name": "tiny", "data.eval_batch_size": 250})
-    train(config, log=lambda _: None)
-    t = load_trained(out / "tiny" / "best.pt")
+def trained(tiny_run):
+    checkpoint = Path(tiny_run("mate")["run_dir"]) / "best.pt"  # evaluation batches of 250
+    t = load_trained(checkpoint)
     t.val_logits = collect_exit_logits(t.model, t.data.val)
     t.test_logits = collect_exit_logits(t.model, t.data.test)
-    t.checkpoint = out / "tiny" / "best.pt"
+    t.checkpoint = checkpoint
     return t
 
 
@@ -246,7 +244,7 @@ def test_onnx_predictor_equals_its_offline_simulation(trained, exported, score):
 
     images = torch.cat([x for x, _ in trained.data.test]).numpy()
     probe = OnnxEarlyExitPredictor(exported, thresholds=0.5, score=score)
-    logits = probe.stage_logits(images)  # every stage on every row, one batch of 10,000
+    logits = probe.stage_logits(images)  # every stage on every row, the whole test subset in one batch
     # ONNX Runtime's logits are PyTorch's up to float rounding
     np.testing.assert_allclose(np.stack(logits), trained.test_logits.logits.numpy(), rtol=1e-4, atol=1e-4)
     # numpy_score_step computes the same scores as the PyTorch function, up to rounding

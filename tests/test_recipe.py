@@ -10,10 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import tiny_config
 from mate.config import load_config
 from mate.engine import Trainer, load_checkpoint, load_trained, save_checkpoint, train
-from mate.engine.distributed import TrainStep
+from mate.engine import TrainStep
 from mate.engine.ema import WeightEMA
 from mate.engine.trainer import build_optimizer, check_optim_options
 from mate.errors import ConfigError
@@ -21,6 +20,19 @@ from mate.evaluation.logits import collect_exit_logits
 from mate.models import MultiExitOutput
 from mate.objectives import OBJECTIVES, create_objective
 from mate.objectives.functional import exits_cross_entropy
+
+_TINY = {}
+
+
+@pytest.fixture(autouse=True)
+def _suite_data(tiny_config):
+    """The helpers below build configs on the suite's own Fashion-MNIST (conftest's tiny_config)."""
+    _TINY["make"] = tiny_config
+
+
+def tiny_config(*args, **kwargs):
+    return _TINY["make"](*args, **kwargs)
+
 
 SMALL = {"data.train_subset": 512, "data.val_size": 256, "data.test_subset": 256, "data.batch_size": 64,
          "model.width": 4, "run.name": "run"}
@@ -63,7 +75,7 @@ def test_label_smoothing_reaches_the_exits_and_mates_teachers():
     assert logs["ce"][0] != F.cross_entropy(outputs.exit_logits[0], y)
 
 
-def test_every_shipped_objective_takes_label_smoothing(tmp_path, fmnist_available):
+def test_every_shipped_objective_takes_label_smoothing(tmp_path, fmnist_root):
     for name in OBJECTIVES.names():
         assert "label_smoothing" in OBJECTIVES.options(name), name
     trainer = Trainer(small_config(tmp_path, "sdn", **{"optim.label_smoothing": 0.15}), log=quiet)
@@ -76,7 +88,7 @@ def test_label_smoothing_is_an_optim_key_not_an_objective_key():
         load_config(None, ["objective.label_smoothing=0.1"])
 
 
-def test_an_objective_without_label_smoothing_refuses_it(tmp_path, fmnist_available, monkeypatch):
+def test_an_objective_without_label_smoothing_refuses_it(tmp_path, fmnist_root, monkeypatch):
     class PlainCE(nn.Module):
         def __init__(self, num_exits: int, feature_dim: int = 0, num_classes: int = 0):
             super().__init__()
@@ -145,7 +157,7 @@ def _batches(trainer, epoch=0):
     return [(trainer.to_memory_format(x), y) for x, y in trainer.data.train]
 
 
-def test_gradient_accumulation_matches_a_reference_loop(tmp_path, fmnist_available):
+def test_gradient_accumulation_matches_a_reference_loop(tmp_path, fmnist_root):
     """3 batches, accumulate_steps=2: a step over batches 1-2 (each loss halved), then one over batch 3."""
     cfg = small_config(tmp_path, "ce", **PLAIN_SGD, **{"data.train_subset": 192, "optim.accumulate_steps": 2})
     trainer = Trainer(cfg, log=quiet)
@@ -167,7 +179,7 @@ def test_gradient_accumulation_matches_a_reference_loop(tmp_path, fmnist_availab
     assert all(torch.equal(ours[k], ref[k]) for k in ref)  # weights and BatchNorm statistics, bit for bit
 
 
-def test_clipping_bounds_the_global_gradient_norm(tmp_path, fmnist_available):
+def test_clipping_bounds_the_global_gradient_norm(tmp_path, fmnist_root):
     cfg = small_config(tmp_path, "ce", **PLAIN_SGD, **{"data.train_subset": 64, "optim.clip_grad_norm": 0.01})
     trainer = Trainer(cfg, log=quiet)
     model = copy.deepcopy(trainer.model)
@@ -185,7 +197,7 @@ def test_clipping_bounds_the_global_gradient_norm(tmp_path, fmnist_available):
         assert torch.allclose(p.detach(), b - 0.1 * g.grad * (0.01 / (norm.float() + 1e-6)), atol=1e-7)
 
 
-def test_clipping_under_fp16_acts_on_the_unscaled_gradients(tmp_path, fmnist_available):
+def test_clipping_under_fp16_acts_on_the_unscaled_gradients(tmp_path, fmnist_root):
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
     cfg = small_config(tmp_path, "ce", **PLAIN_SGD, **{"data.train_subset": 64, "optim.clip_grad_norm": 0.01,
@@ -220,7 +232,7 @@ def test_ema_averages_parameters_and_buffers_and_copies_counters():
         WeightEMA(model, decay=1.0)
 
 
-def test_ema_is_what_is_evaluated_selected_and_saved(tmp_path, fmnist_available):
+def test_ema_is_what_is_evaluated_selected_and_saved(tmp_path, fmnist_root):
     results = train(small_config(tmp_path, "ce", epochs=2, **{"optim.ema_decay": 0.9, "run.channels_last": False}),
                     log=quiet)
     run = Path(results["run_dir"])
@@ -260,7 +272,7 @@ def _records(run: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize("recipe", list(RECIPES))
-def test_each_recipe_option_resumes_exactly(tmp_path, fmnist_available, recipe):
+def test_each_recipe_option_resumes_exactly(tmp_path, fmnist_root, recipe):
     objective, options = RECIPES[recipe]
     full = train(small_config(tmp_path / "full", objective, epochs=2, **options), log=quiet)
 
@@ -299,7 +311,7 @@ def test_each_recipe_option_resumes_exactly(tmp_path, fmnist_available, recipe):
         assert any(not torch.equal(a["model"][k], a["training_model"][k]) for k in a["model"])
 
 
-def test_resume_refuses_a_new_optimizer_accumulation_or_ema(tmp_path, fmnist_available):
+def test_resume_refuses_a_new_optimizer_accumulation_or_ema(tmp_path, fmnist_root):
     plain = {"optim.nesterov": False}
     run = Path(train(small_config(tmp_path, **plain), log=quiet)["run_dir"])
     for override, saved in (("optim.name=adamw", "optim.name=sgd"),
@@ -313,7 +325,7 @@ def test_resume_refuses_a_new_optimizer_accumulation_or_ema(tmp_path, fmnist_ava
                                           f"({saved}); it cannot apply a new {override.split('=')[0]}.")
 
 
-def test_a_checkpoint_from_before_the_recipe_keys_resumes(tmp_path, fmnist_available):
+def test_a_checkpoint_from_before_the_recipe_keys_resumes(tmp_path, fmnist_root):
     run = Path(train(small_config(tmp_path), log=quiet)["run_dir"])
     for name in ("last.pt", "best.pt"):
         state = load_checkpoint(run / name)

@@ -3,6 +3,7 @@ import errno
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,6 @@ import pytest
 import torch
 
 import mate
-from conftest import tiny_config
 from mate.cli import main
 from mate.config import Config
 from mate.engine import Trainer, load_checkpoint, save_checkpoint, train
@@ -24,8 +24,13 @@ SMALL = {"data.train_subset": 512, "data.val_size": 256, "data.test_subset": 256
          "model.width": 4, "run.name": "run"}
 
 
-def small_config(tmp_path, objective="ce", epochs=1, **extra):
-    return tiny_config(tmp_path, objective, epochs, **{**SMALL, **extra})
+@pytest.fixture(scope="module")
+def small_config(tiny_config):
+    """``small_config(out_dir, objective="ce", epochs=1, **overrides)``: tiny_config at width 4 on 512 images."""
+    def make(tmp_path, objective="ce", epochs=1, **extra):
+        return tiny_config(tmp_path, objective, epochs, **{**SMALL, **extra})
+
+    return make
 
 
 def run_cli(*args):
@@ -33,10 +38,15 @@ def run_cli(*args):
                           timeout=300)
 
 
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory, small_config) -> Path:
+    return Path(train(small_config(tmp_path_factory.mktemp("runs")), log=lambda s: None)["run_dir"])
+
+
 @pytest.fixture()
-def one_epoch_run(tmp_path, fmnist_available) -> Path:
-    """A finished 1-epoch CE run (width 4) and its folder."""
-    return Path(train(small_config(tmp_path / "runs"), log=lambda s: None)["run_dir"])
+def one_epoch_run(tmp_path, trained_once) -> Path:
+    """A finished 1-epoch CE run (width 4) and its folder: a copy of one run trained for this module."""
+    return Path(shutil.copytree(trained_once, tmp_path / "runs" / "run"))
 
 
 class RunsCode:
@@ -73,7 +83,7 @@ def test_truncated_or_foreign_checkpoints_are_clear_errors(tmp_path, one_epoch_r
         load_checkpoint(tmp_path / "other.pt")
 
 
-def test_checkpoint_records_config_and_package_version(tmp_path, fmnist_available):
+def test_checkpoint_records_config_and_package_version(tmp_path, small_config):
     config = small_config(tmp_path)
     run = Path(train(config, log=lambda s: None)["run_dir"])
     for name in ("last.pt", "best.pt"):
@@ -135,9 +145,9 @@ def test_resume_refuses_optimizer_overrides_it_could_not_apply(one_epoch_run, ca
     assert {p.name: p.read_bytes() for p in one_epoch_run.iterdir() if p.is_file()} == before
 
 
-def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path, fmnist_available):
-    args = ["train", "--config", "fashion_mnist_quick", "data.train_subset=1024", "data.val_size=256",
-            "data.test_subset=256", "data.batch_size=64", "model.width=8", "optim.epochs=2",
+def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path, fmnist_root):
+    args = ["train", "--config", "fashion_mnist_quick", f"data.root={fmnist_root}", "data.train_subset=512",
+            "data.val_size=256", "data.test_subset=256", "data.batch_size=64", "model.width=8", "optim.epochs=2",
             "run.deterministic=true", "run.progress=false", "run.tensorboard=false", "run.name=run"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread: same summation order in every run
     killed_dir = tmp_path / "killed"
@@ -206,7 +216,7 @@ def test_nan_loss_stops_the_run_and_keeps_every_saved_file(one_epoch_run, monkey
     assert _snapshot(one_epoch_run) == before
 
 
-def test_huge_learning_rate_is_caught_by_the_guard(tmp_path, fmnist_available, capsys):
+def test_huge_learning_rate_is_caught_by_the_guard(tmp_path, small_config, capsys):
     cfg = small_config(tmp_path, epochs=2, **{"optim.lr": 1e6, "optim.schedule": "constant"})
     with pytest.raises(mate.errors.TrainingDiverged, match=r"the loss became (nan|inf) at epoch \d+, step \d+"):
         train(cfg, log=lambda s: None)
@@ -241,7 +251,7 @@ def test_unwritable_run_folder_is_one_clear_error(tmp_path, capsys):
         f"mate: error: cannot write to the run folder {blocker}/x: Not a directory. Choose another run.out_dir.")
 
 
-def test_existing_trainer_api_still_resumes_in_process(tmp_path, fmnist_available):
+def test_existing_trainer_api_still_resumes_in_process(tmp_path, small_config):
     trainer = Trainer(small_config(tmp_path, epochs=1), log=lambda s: None)
     assert trainer.world_size == 1 and trainer.is_main
     assert trainer.fit()["best_epoch"] == 1

@@ -2,7 +2,6 @@
 import pytest
 import torch
 
-from conftest import tiny_config
 from mate.cli import main
 from mate.engine import Trainer
 from mate.errors import ConfigError
@@ -11,7 +10,7 @@ SMALL = {"data.train_subset": 512, "data.val_size": 256, "data.test_subset": 256
          "model.width": 4}
 
 
-def test_bf16_autocast_runs_the_model_in_bf16_and_trains(tmp_path, fmnist_available):
+def test_bf16_autocast_runs_the_model_in_bf16_and_trains(tmp_path, tiny_config):
     trainer = Trainer(tiny_config(tmp_path, "mate", 1, **SMALL, **{"run.amp": "bf16"}), log=lambda s: None)
     x, y = next(iter(trainer.data.train))
     with trainer.autocast():
@@ -33,12 +32,12 @@ def test_fp16_on_cpu_is_one_clear_error(tmp_path, capsys):
     assert not any(tmp_path.iterdir())  # refused before anything was written
 
 
-def test_unknown_amp_value_is_a_config_error(tmp_path):
+def test_unknown_amp_value_is_a_config_error(tmp_path, tiny_config):
     with pytest.raises(ConfigError, match=r"config key 'run.amp' must be one of 'none', 'bf16', 'fp16', 'auto', got 'fp8'"):
         tiny_config(tmp_path, "ce", 1, **{"run.amp": "fp8"})
 
 
-def test_fp16_uses_a_gradient_scaler_on_cuda(tmp_path, fmnist_available):
+def test_fp16_uses_a_gradient_scaler_on_cuda(tmp_path, tiny_config):
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
     trainer = Trainer(tiny_config(tmp_path, "ce", 1, **SMALL, **{"run.amp": "fp16", "run.device": "cuda"}),
@@ -48,7 +47,7 @@ def test_fp16_uses_a_gradient_scaler_on_cuda(tmp_path, fmnist_available):
     assert trainer.scaler.get_scale() > 0
 
 
-def test_compiled_step_computes_the_same_loss_and_gradients_as_eager(tmp_path, fmnist_available):
+def test_compiled_step_computes_the_same_loss_and_gradients_as_eager(tmp_path, tiny_config):
     """run.compile wraps model + objective in torch.compile; one step must match eager mode."""
     opts = {**SMALL, "data.train_subset": 128, "run.channels_last": False}
     eager = Trainer(tiny_config(tmp_path / "e", "mate", 1, **opts), log=lambda s: None)
@@ -68,7 +67,7 @@ def test_compiled_step_computes_the_same_loss_and_gradients_as_eager(tmp_path, f
     assert rel < 2e-2, rel
 
 
-def test_objective_runs_in_float32_under_bf16_autocast_and_checkpoints_stay_float32(tmp_path, fmnist_available):
+def test_objective_runs_in_float32_under_bf16_autocast_and_checkpoints_stay_float32(tmp_path, tiny_config):
     """The model's convolutions run in bf16; MATE's weight network, its softmaxes, the KLs and the CEs
     see float32 inputs and compute in float32; what is saved is float32."""
     trainer = Trainer(tiny_config(tmp_path, "mate", 1, **SMALL, **{"run.amp": "bf16"}), log=lambda s: None)

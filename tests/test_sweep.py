@@ -14,6 +14,12 @@ TINY = ["data.val_size=256", "data.train_subset=256", "data.test_subset=256", "m
 GRID = {"optim.lr": [0.05, 0.1], "method": ["ce"]}
 
 
+@pytest.fixture(scope="module")
+def tiny(fmnist_root) -> list[str]:
+    """TINY, on the suite's Fashion-MNIST."""
+    return [f"data.root={fmnist_root}", *TINY]
+
+
 def test_grid_parsing_and_point_names():
     grid = parse_grid(["optim.lr=0.05,0.1", "objective.primary_share=0.5,0.7", "method=ce,mate"])
     assert grid == {"optim.lr": [0.05, 0.1], "objective.primary_share": [0.5, 0.7], "method": ["ce", "mate"]}
@@ -33,16 +39,16 @@ def _accuracies(out):
 
 
 @pytest.fixture(scope="module")
-def sequential(tmp_path_factory, fmnist_available):
+def sequential(tmp_path_factory, tiny):
     out = tmp_path_factory.mktemp("seq")
-    sweep("fashion_mnist_bench", GRID, 1, out, overrides=TINY, log=lambda s: None)
+    sweep("fashion_mnist_bench", GRID, 1, out, overrides=tiny, log=lambda s: None)
     return out
 
 
-def test_local_workers_equal_sequential_and_rerun_trains_nothing(sequential, tmp_path, capsys):
+def test_local_workers_equal_sequential_and_rerun_trains_nothing(sequential, tmp_path, tiny, capsys):
     out = tmp_path / "par"
     args = ["sweep", "--config", "fashion_mnist_bench", "--grid", "optim.lr=0.05,0.1", "method=ce", "--seeds", "1",
-            "--out", str(out), "--launcher", "local", "--workers", "2", "--set", *TINY]
+            "--out", str(out), "--launcher", "local", "--workers", "2", "--set", *tiny]
     assert main(args) == 0
     assert _accuracies(out) == _accuracies(sequential)
     rows = list(csv.DictReader(open(out / "sweep.csv")))
@@ -57,31 +63,31 @@ def test_local_workers_equal_sequential_and_rerun_trains_nothing(sequential, tmp
     assert _accuracies(out) == _accuracies(sequential)
 
 
-def test_ray_on_a_local_runtime_equals_sequential(sequential, tmp_path):
+def test_ray_on_a_local_runtime_equals_sequential(sequential, tmp_path, tiny):
     ray = pytest.importorskip("ray", reason="the test extras install ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         out = tmp_path / "ray"
-        sweep("fashion_mnist_bench", GRID, 1, out, overrides=TINY, log=lambda s: None,
+        sweep("fashion_mnist_bench", GRID, 1, out, overrides=tiny, log=lambda s: None,
               options=LaunchOptions(launcher="ray", cpus_per_run=1))
     finally:
         ray.shutdown()
     assert _accuracies(out) == _accuracies(sequential)
 
 
-def test_submitit_local_executor_equals_sequential(sequential, tmp_path):
+def test_submitit_local_executor_equals_sequential(sequential, tmp_path, tiny):
     pytest.importorskip("submitit", reason="the test extras install submitit")
     out = tmp_path / "slurm"
-    sweep("fashion_mnist_bench", GRID, 1, out, overrides=TINY, log=lambda s: None,
+    sweep("fashion_mnist_bench", GRID, 1, out, overrides=tiny, log=lambda s: None,
           options=LaunchOptions(launcher="slurm", cluster="local", time_min=10))
     assert _accuracies(out) == _accuracies(sequential)
     assert list((out / "runs" / "slurm_logs").glob("*/*.out"))  # submitit's logs live under the sweep folder
 
 
-def test_a_failing_point_is_reported_with_its_log_and_the_rest_finish(tmp_path, fmnist_available):
+def test_a_failing_point_is_reported_with_its_log_and_the_rest_finish(tmp_path, tiny):
     out = tmp_path / "fail"
     with pytest.raises(MateError) as info:
-        sweep("fashion_mnist_bench", {"optim.lr": [1.0e30, 0.1], "method": ["ce"]}, 1, out, overrides=TINY,
+        sweep("fashion_mnist_bench", {"optim.lr": [1.0e30, 0.1], "method": ["ce"]}, 1, out, overrides=tiny,
               log=lambda s: None, options=LaunchOptions(workers=2))
     message = str(info.value)
     assert "1 of 2 runs failed" in message and "lr=1.0e+30_method=ce 0" in message
@@ -89,36 +95,36 @@ def test_a_failing_point_is_reported_with_its_log_and_the_rest_finish(tmp_path, 
     assert json.loads((out / "runs" / "lr=0.1_method=ce-s0" / "results.json").read_text())["test"]["n"] == 256
 
 
-def test_points_file_and_errors(tmp_path, fmnist_available):
+def test_points_file_and_errors(tmp_path, tiny):
     points = tmp_path / "points.yaml"
     points.write_text("small: {model.width: 4, method: ce}\n")
-    rows = sweep("fashion_mnist_bench", None, 1, tmp_path / "p", points_file=points, overrides=TINY,
+    rows = sweep("fashion_mnist_bench", None, 1, tmp_path / "p", points_file=points, overrides=tiny,
                  log=lambda s: None)
     assert [r["point"] for r in rows] == ["small"] and rows[0]["values"] == {"model.width": 4, "method": "ce"}
     with pytest.raises(ConfigError, match="one of the two"):
         sweep("fashion_mnist_bench", GRID, 1, tmp_path / "x", points_file=points)
     with pytest.raises(ConfigError, match="not supported with --launcher ray"):
-        sweep("fashion_mnist_bench", GRID, 1, tmp_path / "y", overrides=TINY,
+        sweep("fashion_mnist_bench", GRID, 1, tmp_path / "y", overrides=tiny,
               options=LaunchOptions(launcher="ray", nproc_per_run=2))
 
 
-def test_missing_launcher_package_is_a_clear_error(tmp_path, monkeypatch, fmnist_available):
+def test_missing_launcher_package_is_a_clear_error(tmp_path, monkeypatch, tiny):
     import sys
 
     for module, launcher, extra in (("ray", "ray", "ray"), ("submitit", "slurm", "slurm")):
         monkeypatch.setitem(sys.modules, module, None)  # "import ray" now raises ImportError
         with pytest.raises(MateError, match=rf"pip install 'mate-distill\[{extra}\]'"):
-            sweep("fashion_mnist_bench", GRID, 1, tmp_path / module, overrides=TINY, log=lambda s: None,
+            sweep("fashion_mnist_bench", GRID, 1, tmp_path / module, overrides=tiny, log=lambda s: None,
                   options=LaunchOptions(launcher=launcher))
 
 
 @pytest.mark.parametrize("launcher", ["local", "slurm"])
-def test_a_run_that_is_itself_distributed(tmp_path, fmnist_available, launcher):
+def test_a_run_that_is_itself_distributed(tmp_path, tiny, launcher):
     """--nproc-per-run 2: torchrun on this machine, or two tasks of one submitit job that form one group."""
     if launcher == "slurm":
         pytest.importorskip("submitit", reason="the test extras install submitit")
     out = tmp_path / launcher
-    rows = sweep("fashion_mnist_bench", {"method": ["ce"]}, 1, out, overrides=TINY, log=lambda s: None,
+    rows = sweep("fashion_mnist_bench", {"method": ["ce"]}, 1, out, overrides=tiny, log=lambda s: None,
                  options=LaunchOptions(launcher=launcher, nproc_per_run=2, cluster="local", threads=1))
     run = out / "runs" / "method=ce-s0"
     state_world = json.loads((run / "results.json").read_text())

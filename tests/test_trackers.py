@@ -8,13 +8,25 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tiny_config
 from mate.cli import main
 from mate.config import load_config
 from mate.engine import Trainer, train
 from mate.engine.logger import flatten_params, resolve_loggers
 from mate.engine.trainer import lr_factor
 from mate.errors import ConfigError
+
+_TINY = {}
+
+
+@pytest.fixture(autouse=True)
+def _suite_data(tiny_config):
+    """The helpers below build configs on the suite's own Fashion-MNIST (conftest's tiny_config)."""
+    _TINY["make"] = tiny_config
+
+
+def tiny_config(*args, **kwargs):
+    return _TINY["make"](*args, **kwargs)
+
 
 SMALL = {"data.train_subset": 512, "data.val_size": 256, "data.test_subset": 256, "data.batch_size": 64,
          "model.width": 4, "run.name": "run"}  # 8 optimizer steps an epoch
@@ -90,7 +102,7 @@ def test_a_missing_tracker_package_is_one_clear_error_before_anything_runs(tmp_p
 
 
 # -- TensorBoard -----------------------------------------------------------------------------------
-def test_tensorboard_gets_per_step_and_per_epoch_scalars_and_the_final_table(tmp_path, fmnist_available):
+def test_tensorboard_gets_per_step_and_per_epoch_scalars_and_the_final_table(tmp_path, fmnist_root):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     cfg = small_config(tmp_path, **{"run.tensorboard": "null", "run.log_every": 1})  # the default loggers
@@ -120,7 +132,7 @@ def test_tensorboard_gets_per_step_and_per_epoch_scalars_and_the_final_table(tmp
     assert "| optim.lr | 0.1 |" in config_text.splitlines()
 
 
-def test_step_scalars_include_the_clipped_gradient_norm_and_objective_logs(tmp_path, fmnist_available):
+def test_step_scalars_include_the_clipped_gradient_norm_and_objective_logs(tmp_path, fmnist_root):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     cfg = tiny_config(tmp_path, "mate", 1, **{**SMALL, "run.tensorboard": "true", "run.log_every": 4,
@@ -135,7 +147,7 @@ def test_step_scalars_include_the_clipped_gradient_norm_and_objective_logs(tmp_p
 
 
 # -- MLflow ----------------------------------------------------------------------------------------
-def test_mlflow_file_store_gets_params_scalars_and_the_final_table_across_a_resume(tmp_path, fmnist_available,
+def test_mlflow_file_store_gets_params_scalars_and_the_final_table_across_a_resume(tmp_path, fmnist_root,
                                                                                      monkeypatch):
     pytest.importorskip("mlflow", reason="the test extras install mlflow")
     from mlflow.tracking import MlflowClient
@@ -158,7 +170,7 @@ def test_mlflow_file_store_gets_params_scalars_and_the_final_table_across_a_resu
     params = logged.data.params
     assert params.keys() == flatten_params(cfg.to_dict()).keys()
     assert (params["optim.lr"], params["model.width"], params["run.loggers"], params["data.root"]) == (
-        "0.1", "4", '["mlflow"]', "null")
+        "0.1", "4", '["mlflow"]', cfg.data.root)
 
     def history(key):
         return [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
@@ -180,7 +192,7 @@ def test_mlflow_file_store_gets_params_scalars_and_the_final_table_across_a_resu
     assert not (run / "tensorboard").exists()
 
 
-def test_mlflow_logs_to_the_given_tracking_uri_and_project(tmp_path, fmnist_available):
+def test_mlflow_logs_to_the_given_tracking_uri_and_project(tmp_path, fmnist_root):
     pytest.importorskip("mlflow", reason="the test extras install mlflow")
     from mlflow.tracking import MlflowClient
 
@@ -258,7 +270,7 @@ def wandb_offline(tmp_path, monkeypatch) -> Path:
     return root / "wandb_dir" / "wandb"
 
 
-def test_wandb_offline_run_gets_params_scalars_and_the_final_table_across_a_resume(tmp_path, fmnist_available,
+def test_wandb_offline_run_gets_params_scalars_and_the_final_table_across_a_resume(tmp_path, fmnist_root,
                                                                                      wandb_offline):
     cfg = small_config(tmp_path / "runs", **{"run.loggers": "[wandb]", "run.log_every": 4})
     run = stop_after_first_epoch(cfg)

@@ -1,4 +1,4 @@
-"""End-to-end training on a small real Fashion-MNIST subset (seconds, CPU)."""
+"""End-to-end training on the suite's small Fashion-MNIST (seconds, CPU)."""
 import json
 import re
 from pathlib import Path
@@ -6,14 +6,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_config
+from mate.config import Config
 from mate.engine import Trainer, load_checkpoint, train
 from mate.errors import MateError
 
 
 @pytest.mark.parametrize("objective", ["ce", "mate"])
-def test_objective_trains_well_above_chance(tmp_path, fmnist_available, objective):
-    results = train(tiny_config(tmp_path, objective, epochs=3), log=lambda s: None)
+def test_objective_trains_well_above_chance(tiny_run, objective):
+    results = tiny_run(objective)  # 3 epochs
     test = results["test"]
     assert min(test["exit_acc"]) > 50.0, test  # chance is 10%
     assert test["ensemble_acc"] > 60.0
@@ -40,8 +40,8 @@ def test_objective_trains_well_above_chance(tmp_path, fmnist_available, objectiv
     assert len(split["val_indices"]) == 1000
 
 
-def test_best_checkpoint_is_chosen_on_validation(tmp_path, fmnist_available):
-    results = train(tiny_config(tmp_path, "ce", epochs=3), log=lambda s: None)
+def test_best_checkpoint_is_chosen_on_validation(tiny_run):
+    results = tiny_run("ce")
     run = Path(results["run_dir"])
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     scores = [r["val"]["mean_acc"] for r in records]
@@ -50,10 +50,14 @@ def test_best_checkpoint_is_chosen_on_validation(tmp_path, fmnist_available):
     assert results["val"]["mean_acc"] == pytest.approx(max(scores), abs=1e-6)
 
 
-def test_resume_gives_the_same_final_metrics(tmp_path, fmnist_available):
-    full = train(tiny_config(tmp_path / "a", "mate", epochs=3), log=lambda s: None)
+SMALL = {"data.train_subset": 512, "data.val_size": 256, "data.test_subset": 256, "data.batch_size": 64,
+         "model.width": 4}  # resuming does not need a network that learns much
 
-    trainer = Trainer(tiny_config(tmp_path / "b", "mate", epochs=3), log=lambda s: None)
+
+def test_resume_gives_the_same_final_metrics(tmp_path, tiny_config):
+    full = train(tiny_config(tmp_path / "a", "mate", epochs=3, **SMALL), log=lambda s: None)
+
+    trainer = Trainer(tiny_config(tmp_path / "b", "mate", epochs=3, **SMALL), log=lambda s: None)
     real_epoch = trainer.train_epoch
 
     def dies_in_third_epoch(epoch):
@@ -66,7 +70,7 @@ def test_resume_gives_the_same_final_metrics(tmp_path, fmnist_available):
         trainer.fit()
     assert load_checkpoint(trainer.run_dir / "last.pt")["epoch"] == 1
 
-    resumed = train(tiny_config(tmp_path / "b", "mate", epochs=3), resume=True, log=lambda s: None)
+    resumed = train(tiny_config(tmp_path / "b", "mate", epochs=3, **SMALL), resume=True, log=lambda s: None)
     assert resumed["test"]["exit_acc"] == full["test"]["exit_acc"]
     assert resumed["val"]["exit_acc"] == full["val"]["exit_acc"]
     a = load_checkpoint(Path(full["run_dir"]) / "last.pt")["model"]
@@ -76,14 +80,19 @@ def test_resume_gives_the_same_final_metrics(tmp_path, fmnist_available):
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
 
 
-def test_existing_run_is_never_overwritten(tmp_path, fmnist_available):
-    cfg = tiny_config(tmp_path, "ce", epochs=1)
-    train(cfg, log=lambda s: None)
+def test_existing_run_is_never_overwritten(tiny_run):
+    results = tiny_run("ce")
+    run = Path(results["run_dir"])
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
     with pytest.raises(MateError, match="already holds a checkpoint"):
-        Trainer(tiny_config(tmp_path, "ce", epochs=1), log=lambda s: None)
+        Trainer(Config.from_dict(results["config"]), log=lambda s: None)
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
 
 
-def test_readme_custom_loop_example_runs(fmnist_available):
+def test_readme_custom_loop_example_runs(fmnist_root, monkeypatch):
+    import mate.data.fashion_mnist as fm
+
+    monkeypatch.setattr(fm, "DEBIAN_DIR", fmnist_root)  # the example reads Fashion-MNIST from its default place
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     block = re.search(r"<!-- custom-loop -->\s*```python\n(.*?)```", readme, re.S)
     assert block, "README has no custom-loop example"
@@ -93,7 +102,7 @@ def test_readme_custom_loop_example_runs(fmnist_available):
 
 
 def test_train_step_logs_each_exits_batch_accuracy():
-    from mate.engine.distributed import TrainStep
+    from mate.engine import TrainStep
     from mate.objectives import create_objective
     import mate
 
@@ -133,7 +142,7 @@ def test_teacher_accuracy_is_computed_from_the_teachers_logits():
     assert torch.allclose(torch.tensor(summary["attention"]), weights / 10, atol=1e-6)
 
 
-def test_val_every_validates_every_n_epochs_and_the_last(tmp_path, fmnist_available):
+def test_val_every_validates_every_n_epochs_and_the_last(tmp_path, tiny_config):
     cfg = tiny_config(tmp_path, "ce", epochs=5, **{"run.val_every": 2, "data.train_subset": 512,
                                                    "data.val_size": 256, "data.test_subset": 256,
                                                    "model.width": 4})

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import load_config
-from ..engine import build_model, config_from_checkpoint, load_splits
+from ..data import dataset_info
+from ..engine import build_model, config_from_checkpoint
 from ..evaluation import exit_costs, format_cost_table
 
 
@@ -18,7 +19,7 @@ def flops_command(source: str, overrides: Sequence[str] = (), as_json: bool = Fa
     else:
         config = load_config(source, overrides)
     d = config.data
-    model = build_model(config, load_splits(config), pretrained=False)  # the weights do not change the cost
+    model = build_model(config, dataset_info(d), pretrained=False)  # the registered shape: no file is read
     costs = exit_costs(model)
     if as_json:
         print(json.dumps({"input_shape": list(costs.input_shape), "flops": costs.flops, "params": costs.params}))

@@ -1,4 +1,5 @@
-"""In-memory datasets: uint8 images (N x C x H x W) and int64 labels, plus their statistics."""
+"""In-memory datasets: uint8 images (N x C x H x W) and int64 labels, their statistics, the
+validation hold-out, and the seed that fixes each training epoch."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -56,3 +57,9 @@ def validation_split(num_train: int, val_size: int, seed: int) -> tuple[Tensor, 
         raise ValueError(f"val_size must be in [0, {num_train}), got {val_size}")
     perm = torch.randperm(num_train, generator=torch.Generator().manual_seed(seed))
     return perm[val_size:].sort().values, perm[:val_size].sort().values
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one training epoch: its order, its augmentation and the model's own randomness
+    (dropout) are drawn from it, so an epoch is the same whether it runs first or after a resume."""
+    return seed * 1_000_003 + epoch

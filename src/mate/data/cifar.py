@@ -16,7 +16,7 @@ import torch
 
 from ..errors import DataError
 from .base import ArrayDataset, DatasetSplits
-from .registry import register_dataset
+from .registry import DatasetInfo, register_dataset
 
 STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
@@ -93,11 +93,11 @@ def _load(name: str, root: Optional[str], download: bool) -> DatasetSplits:
     return DatasetSplits(name, train, test, num_classes, mean, std, class_names, str(folder))
 
 
-@register_dataset("cifar10")
+@register_dataset("cifar10", DatasetInfo(num_classes=10, in_channels=3, input_size=32))
 def cifar10(root: Optional[str] = None, download: bool = False) -> DatasetSplits:
     return _load("cifar10", root, download)
 
 
-@register_dataset("cifar100")
+@register_dataset("cifar100", DatasetInfo(num_classes=100, in_channels=3, input_size=32))
 def cifar100(root: Optional[str] = None, download: bool = False) -> DatasetSplits:
     return _load("cifar100", root, download)

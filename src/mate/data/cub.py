@@ -12,12 +12,12 @@ import torch
 
 from ..errors import DataError
 from .image_folder import IMAGENET_MEAN, IMAGENET_STD, FolderSplits, ImageFiles, dataset_root, read_rows, require
-from .registry import register_dataset
+from .registry import DatasetInfo, register_dataset
 
 HINT = "Set data.root to the folder that holds 'CUB_200_2011' (unpacked CUB_200_2011.tgz)."
 
 
-@register_dataset("cub200")
+@register_dataset("cub200", DatasetInfo(num_classes=200, in_channels=3, input_size=224, image_files=True))
 def cub200(root: Optional[str] = None, download: bool = False) -> FolderSplits:
     base = dataset_root(root, "cub200", "CUB_200_2011")
     require(base, "CUB-200-2011", HINT)

@@ -17,7 +17,7 @@ import torch
 
 from ..errors import DataError
 from .base import ArrayDataset, DatasetSplits
-from .registry import register_dataset
+from .registry import DatasetInfo, register_dataset
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 FILES = {
@@ -87,7 +87,7 @@ def _default_cache() -> Path:
     return Path(os.environ.get("MATE_DATA", Path.home() / ".cache" / "mate")) / "fashion_mnist"
 
 
-@register_dataset("fashion_mnist")
+@register_dataset("fashion_mnist", DatasetInfo(num_classes=10, in_channels=1, input_size=28))
 def fashion_mnist(root: Optional[str] = None, download: bool = True) -> DatasetSplits:
     tried = []
     candidates = []

@@ -13,7 +13,7 @@ import torch
 
 from ..errors import DataError
 from .image_folder import IMAGENET_MEAN, IMAGENET_STD, FolderSplits, ImageFiles, dataset_root, read_rows, require
-from .registry import register_dataset
+from .registry import DatasetInfo, register_dataset
 
 HINT = "Set data.root to the folder that holds 'fgvc-aircraft-2013b' (unpacked fgvc-aircraft-2013b.tar.gz)."
 
@@ -30,7 +30,7 @@ def _split(data, names: dict[str, int], split: str) -> tuple[list[str], list[int
     return paths, labels
 
 
-@register_dataset("fgvc_aircraft")
+@register_dataset("fgvc_aircraft", DatasetInfo(num_classes=100, in_channels=3, input_size=224, image_files=True))
 def fgvc_aircraft(root: Optional[str] = None, download: bool = False) -> FolderSplits:
     base = dataset_root(root, "fgvc_aircraft", "fgvc-aircraft-2013b")
     data = require(base / "data", "FGVC-Aircraft", HINT)

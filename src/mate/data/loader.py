@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import ArrayDataset
+from .base import ArrayDataset, epoch_seed
 
 
 def random_crop_flip(images: Tensor, dy: Tensor, dx: Tensor, flip: Tensor, padding: int) -> Tensor:
@@ -60,8 +60,8 @@ class BatchLoader:
         return (images.float() - self.mean) / self.std
 
 
-class DeviceLoader(BatchLoader):
-    """Batches of normalised float images and labels, already on ``device``.
+class InMemoryLoader(BatchLoader):
+    """Batches of normalised float images and labels from a dataset held whole on ``device``.
 
     Training mode shuffles, augments and drops the last incomplete batch. ``rank`` and
     ``world_size`` shard every global batch: rank r gets its r-th slice, so the union over
@@ -95,7 +95,7 @@ class DeviceLoader(BatchLoader):
                 yield self._shard(self.normalize(self.images[start:start + self.batch_size]),
                                   self.labels[start:start + self.batch_size])
             return
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        gen = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         perm = torch.randperm(n, generator=gen)
         p = self.crop_padding
         for i in range(len(self)):

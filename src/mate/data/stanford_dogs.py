@@ -15,7 +15,7 @@ import torch
 
 from ..errors import DataError
 from .image_folder import IMAGENET_MEAN, IMAGENET_STD, FolderSplits, ImageFiles, dataset_root, require
-from .registry import register_dataset
+from .registry import DatasetInfo, register_dataset
 
 HINT = ("Set data.root to the folder that holds Images/ (from images.tar) and train_list.mat, test_list.mat "
         "(from lists.tar).")
@@ -40,7 +40,7 @@ def _read_list(path: Path) -> tuple[list[str], list[int]]:
     return files, labels
 
 
-@register_dataset("stanford_dogs")
+@register_dataset("stanford_dogs", DatasetInfo(num_classes=120, in_channels=3, input_size=224, image_files=True))
 def stanford_dogs(root: Optional[str] = None, download: bool = False) -> FolderSplits:
     base = dataset_root(root, "stanford_dogs", "StanfordDogs")
     images = require(base / "Images", "Stanford Dogs", HINT)

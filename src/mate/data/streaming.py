@@ -1,32 +1,39 @@
 """A loader for datasets of image files that are decoded as they are read (DataLoader workers).
 
-It keeps DeviceLoader's contract: normalised float batches and labels on ``device``, an epoch
+It keeps InMemoryLoader's contract: normalised float batches and labels on ``device``, an epoch
 fixed by (seed, epoch), ``len()`` batches, training mode dropping the last incomplete batch.
 Training draws a random-resized crop and a horizontal flip per image; evaluation resizes the
 shorter side to ``image_size / eval_crop`` and takes the center crop.
 
-Sharding is DeviceLoader's: rank r reads the r-th slice of every global batch, so the union over
+Sharding is InMemoryLoader's: rank r reads the r-th slice of every global batch, so the union over
 ranks of one step is the single-process batch. Each image's augmentation is seeded by its own
 number drawn from the epoch's generator, so a batch is the same with any number of workers or
 processes. Workers send uint8 images; conversion and normalisation happen on the device.
 """
 from __future__ import annotations
 
-from typing import Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
 import torch
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import v2
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
 
 from ..errors import DataError
-from .base import ArrayDataset
+from .base import ArrayDataset, epoch_seed
 from .image_folder import ImageFiles
 from .loader import BatchLoader
 
 
+# torchvision is imported where images are decoded: importing mate does not pay for it.
+
+
 def train_transform(image_size: int, crop_min_scale: float, flip: bool) -> v2.Compose:
+    from torchvision.transforms import v2
+
     steps = [v2.RandomResizedCrop(image_size, scale=(crop_min_scale, 1.0), antialias=True)]
     if flip:
         steps.append(v2.RandomHorizontalFlip())
@@ -34,6 +41,8 @@ def train_transform(image_size: int, crop_min_scale: float, flip: bool) -> v2.Co
 
 
 def eval_transform(image_size: int, eval_crop: float) -> v2.Compose:
+    from torchvision.transforms import v2
+
     return v2.Compose([v2.Resize(round(image_size / eval_crop), antialias=True), v2.CenterCrop(image_size),
                        v2.PILToTensor()])
 
@@ -110,7 +119,7 @@ class StreamingLoader(BatchLoader):
         n, b = len(self.files), self.batch_size
         if not self.train:
             return [[(i, None) for i in range(start, min(start + b, n))] for start in range(0, n, b)]
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        gen = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         order = torch.randperm(n, generator=gen).tolist()
         seeds = torch.randint(0, 2**62, (n,), generator=gen).tolist()
         return [list(zip(order[i * b:(i + 1) * b], seeds[i * b:(i + 1) * b])) for i in range(len(self))]
@@ -135,6 +144,8 @@ class StreamingLoader(BatchLoader):
 
 def decode_to_memory(files: ImageFiles, image_size: int, num_workers: int = 4, batch_size: int = 256) -> ArrayDataset:
     """Every image decoded once, its shorter side resized to ``image_size`` and center-cropped."""
+    from torchvision.transforms import v2
+
     transform = v2.Compose([v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size), v2.PILToTensor()])
     images = DecodedImages(files, transform, image_size)
     n = len(files)

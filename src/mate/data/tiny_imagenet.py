@@ -13,14 +13,14 @@ import torch
 
 from ..errors import DataError
 from .image_folder import FolderSplits, ImageFiles, dataset_root, read_rows, require
-from .registry import register_dataset
+from .registry import DatasetInfo, register_dataset
 
 # Per-channel statistics of the TinyImageNet training images, as commonly used.
 MEAN, STD = (0.4802, 0.4481, 0.3975), (0.2302, 0.2265, 0.2262)
 HINT = "Set data.root to the folder that holds 'tiny-imagenet-200' (unpacked tiny-imagenet-200.zip)."
 
 
-@register_dataset("tiny_imagenet")
+@register_dataset("tiny_imagenet", DatasetInfo(num_classes=200, in_channels=3, input_size=64, image_files=True))
 def tiny_imagenet(root: Optional[str] = None, download: bool = False) -> FolderSplits:
     base = dataset_root(root, "tiny_imagenet", "tiny-imagenet-200")
     require(base, "TinyImageNet", HINT)

@@ -121,27 +121,8 @@ def gather_batches(ctx: DistContext, local: Tensor, local_sizes: Sequence[int], 
     return interleave_rank_chunks(per_rank, [s.tolist() for s in all_sizes], dim)
 
 
-class TrainStep(nn.Module):
-    """Model and objective as one module, so that one DDP wrapper averages the gradients of
-    both (MATE's weight network included) and broadcasts both modules' buffers."""
-
-    def __init__(self, model: nn.Module, objective: nn.Module):
-        super().__init__()
-        self.model = model
-        self.objective = objective
-
-    def forward(self, x: Tensor, y: Tensor, epoch: float):
-        outputs = self.model(x)  # under the trainer's autocast, if any
-        # The objective (MATE's weight network, softmaxes, KLs, CEs) always runs in float32.
-        with torch.autocast(x.device.type, enabled=False):
-            loss, logs = self.objective(outputs.float(), y, epoch)
-        with torch.no_grad():  # each exit's accuracy on the training batch (augmented, in train mode)
-            logs = {**logs, "exit_acc": torch.stack([(z.argmax(-1) == y).float().mean()
-                                                     for z in outputs.exit_logits]) * 100}
-        return loss, logs
-
-
-def wrap_for_training(ctx: DistContext, step: TrainStep, device: torch.device) -> nn.Module:
+def wrap_for_training(ctx: DistContext, step: nn.Module, device: torch.device) -> nn.Module:
+    """``step`` (a TrainStep) in DistributedDataParallel under torchrun; unchanged in a world of one."""
     if not ctx.enabled:
         return step
     from torch.nn.parallel import DistributedDataParallel

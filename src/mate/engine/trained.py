@@ -8,9 +8,9 @@ from typing import Optional, Sequence
 import torch
 
 from ..config import Config
+from ..data import DataBundle, build_data
 from ..models import MultiExitNetwork
 from .checkpoint import config_from_checkpoint, load_checkpoint
-from .data import DataBundle, build_data
 from .trainer import build_model, check_compatible, resolve_device
 
 
@@ -37,7 +37,7 @@ def load_trained(checkpoint: str | Path, overrides: Optional[Sequence[str]] = No
     state = load_checkpoint(path)
     config = config_from_checkpoint(state, overrides or ())
     device = resolve_device(config.run.device)
-    data = build_data(config, device)
+    data = build_data(config.data, device, config.run.seed)
     model = build_model(config, data.splits, pretrained=False)  # the checkpoint's weights replace them
     check_compatible(state, model)
     model.load_state_dict(state["model"])

@@ -27,17 +27,18 @@ from torch import Tensor, nn
 
 from .._version import __version__
 from ..config import Config, OptimConfig
-from ..data import DatasetSplits, DeviceLoader
+from ..data import DatasetInfo, DatasetSplits, build_data, epoch_seed
+from ..data.build import Loader
 from ..errors import CheckpointError, ConfigError, MateError, TrainingDiverged
 from ..evaluation.logits import ExitLogits, collect_exit_logits, format_exit_table, selection_score
 from ..models import MultiExitNetwork, create_model
 from ..objectives import OBJECTIVES, create_objective
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import build_data
-from .distributed import (TrainStep, all_reduce_sum, convert_sync_batchnorm, gather_batches, init_distributed,
-                          run_on_main, wrap_for_training)
+from .distributed import (all_reduce_sum, convert_sync_batchnorm, gather_batches, init_distributed, run_on_main,
+                          wrap_for_training)
 from .ema import WeightEMA
 from .logger import RunLogger, check_loggers, flatten_params, resolve_loggers
+from .step import TrainStep
 
 
 def resolve_device(name: str) -> torch.device:
@@ -51,9 +52,10 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"run.device={name!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
 
 
-def build_model(config: Config, splits: DatasetSplits, pretrained: bool = True) -> MultiExitNetwork:
-    """The config's model for the data's shapes. ``pretrained=False`` leaves out the weights of
-    ``model.pretrained`` (a checkpoint is about to replace them, or only the architecture counts)."""
+def build_model(config: Config, splits: DatasetSplits | DatasetInfo, pretrained: bool = True) -> MultiExitNetwork:
+    """The config's model for a dataset's classes and input shape (its splits, or its registered info).
+    ``pretrained=False`` leaves out the weights of ``model.pretrained`` (a checkpoint is about to replace
+    them, or only the architecture counts)."""
     options = config.model_options()
     if not pretrained:
         options.pop("pretrained", None)
@@ -123,11 +125,13 @@ class Trainer:
         self.config = config
         self.dist, self.device = init_distributed(resolve_device(config.run.device))
         self.logger: Optional[RunLogger] = None
+        self._new_dirs: list[Path] = []  # folders this run created, deepest first
         try:
             self._setup(run_dir, resume, log)
         except BaseException:
             if self.logger is not None:
                 self.logger.close(success=False)
+            self._remove_new_dirs()
             self._close_distributed()
             raise
 
@@ -154,7 +158,7 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
         torch.manual_seed(config.run.seed)
-        self.data = build_data(config, self.device, self.rank, self.world_size)
+        self.data = build_data(config.data, self.device, config.run.seed, self.rank, self.world_size)
         self.model = build_model(config, self.data.splits, pretrained=not resume)
         if config.run.sync_batchnorm:
             self.model = convert_sync_batchnorm(self.model, self.device)
@@ -193,6 +197,7 @@ class Trainer:
     # -- run folder and resume -------------------------------------------------------------
     def _prepare_run_dir(self, resume: bool) -> None:
         try:
+            self._new_dirs = [p for p in (self.run_dir, *self.run_dir.parents) if not p.exists()]
             self.run_dir.mkdir(parents=True, exist_ok=True)
             probe = self.run_dir / ".write_test"
             probe.write_text("")
@@ -206,6 +211,17 @@ class Trainer:
         if not resume and has_ckpt:
             raise MateError(f"the run folder {self.run_dir} already holds a checkpoint. Resume it with "
                             "--resume, or pick another folder with run.name=NEW_NAME.")
+
+    def _remove_new_dirs(self) -> None:
+        """A run that could not start (e.g. a config error found building the model) leaves no
+        empty run folder behind: the folders it created go again, while they are still empty."""
+        for folder in self._new_dirs:
+            try:
+                folder.rmdir()
+            except FileNotFoundError:  # never made: mkdir failed below its parent
+                continue
+            except OSError:  # not empty (or not ours to remove): keep it and its parents
+                break
 
     def _load(self, name: str) -> dict:
         """A checkpoint of this run, read by rank 0 and handed to every rank."""
@@ -272,7 +288,7 @@ class Trainer:
         self.model.train()
         self.objective.train()
         self.data.train.set_epoch(epoch)
-        torch.manual_seed(self.config.run.seed * 1_000_003 + epoch)
+        torch.manual_seed(epoch_seed(self.config.run.seed, epoch))
         sums: dict[str, Tensor] = {}
         count = torch.zeros((), device=self.device)
         step_sums: dict[str, Tensor] = {}  # the logs of the current optimizer step, when it is logged
@@ -362,7 +378,7 @@ class Trainer:
             f"{last if saved else '(none yet)'}; lower optim.lr (or add optim.warmup_epochs) and resume or restart."
         )
 
-    def evaluate(self, loader: DeviceLoader) -> ExitLogits:
+    def evaluate(self, loader: Loader) -> ExitLogits:
         """Every exit's logits on the whole split; under torchrun each rank holds them all."""
         sizes: list[int] = []
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Optional, Sequence, Union
 
-import torchvision
 from torch import nn
 
 from .base import MultiExitNetwork
@@ -28,6 +27,8 @@ from .registry import register_model
 
 def imagenet_resnet(arch: str, num_classes: int, in_channels: int, width: int, input_size: int,
                     exit_stages: Optional[Sequence[int]], pretrained: Union[bool, str] = False) -> MultiExitNetwork:
+    import torchvision  # here, not at import: importing mate stays quick
+
     tv = getattr(torchvision.models, arch)(weights=None)
     if in_channels != 3 or width != 64:
         tv.conv1 = nn.Conv2d(in_channels, width, 7, 2, 3, bias=False)

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 from torch import nn
-from torchvision.models.mobilenetv2 import InvertedResidual
 
 from .base import MultiExitNetwork
 from .registry import register_model
@@ -41,6 +40,8 @@ def _conv_bn_relu6(cin: int, cout: int, kernel: int, stride: int) -> nn.Sequenti
 @register_model("mobilenetv2")
 def mobilenetv2(num_classes: int = 100, in_channels: int = 3, width: int = 32, input_size: int = 32,
                 exit_stages: Optional[Sequence[int]] = None, small_input: bool = True) -> MultiExitNetwork:
+    from torchvision.models.mobilenetv2 import InvertedResidual  # here, not at import: importing mate stays quick
+
     scale = width / 32
     cin = _round8(width)
     stem = _conv_bn_relu6(in_channels, cin, 3, 1 if small_input else 2)
