@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Set up a development environment in .venv: PyTorch, this package with its test extras, and
-# (when apt is usable) Debian's Fashion-MNIST package, the embedded default dataset.
+# Set up an environment in .venv: PyTorch, this package, and (when apt is usable) Debian's
+# Fashion-MNIST package, the embedded default dataset. `--test` adds the test extras (ONNX Runtime,
+# Ray, submitit, timm, MLflow, W&B, ...), which the main job does not need.
 set -euo pipefail
+EXTRAS=""
+[ "${1:-}" = "--test" ] && EXTRAS="[test]"
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
@@ -16,7 +19,7 @@ if ! .venv/bin/python -c "import torch, torchvision" >/dev/null 2>&1; then
     *)             .venv/bin/pip install -q "torch==2.14.1" "torchvision==0.29.1" ;;
   esac
 fi
-.venv/bin/pip install -q -e ".[test]"
+.venv/bin/pip install -q -e ".$EXTRAS"
 
 if [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   SUDO=""
