@@ -77,3 +77,16 @@ def tiny_run(tiny_config, tmp_path_factory):
         return runs[objective]
 
     return get
+
+
+_SESSION: dict = {}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _register_tiny_config(tiny_config):
+    _SESSION["tiny_config"] = tiny_config
+
+
+def make_tiny_config(*args, **kwargs):
+    """``tiny_config`` for a test module's plain helper functions (same arguments as the fixture)."""
+    return _SESSION["tiny_config"](*args, **kwargs)

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import make_tiny_config as tiny_config
 from mate.config import load_config
-from mate.engine import Trainer, load_checkpoint, load_trained, save_checkpoint, train
-from mate.engine import TrainStep
+from mate.engine import Trainer, TrainStep, load_checkpoint, load_trained, save_checkpoint, train
 from mate.engine.ema import WeightEMA
 from mate.engine.trainer import build_optimizer, check_optim_options
 from mate.errors import ConfigError
@@ -20,19 +20,6 @@ from mate.evaluation.logits import collect_exit_logits
 from mate.models import MultiExitOutput
 from mate.objectives import OBJECTIVES, create_objective
 from mate.objectives.functional import exits_cross_entropy
-
-_TINY = {}
-
-
-@pytest.fixture(autouse=True)
-def _suite_data(tiny_config):
-    """The helpers below build configs on the suite's own Fashion-MNIST (conftest's tiny_config)."""
-    _TINY["make"] = tiny_config
-
-
-def tiny_config(*args, **kwargs):
-    return _TINY["make"](*args, **kwargs)
-
 
 SMALL = {"data.train_subset": 512, "data.val_size": 256, "data.test_subset": 256, "data.batch_size": 64,
          "model.width": 4, "run.name": "run"}

@@ -8,25 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import make_tiny_config as tiny_config
 from mate.cli import main
 from mate.config import load_config
 from mate.engine import Trainer, train
 from mate.engine.logger import flatten_params, resolve_loggers
 from mate.engine.trainer import lr_factor
 from mate.errors import ConfigError
-
-_TINY = {}
-
-
-@pytest.fixture(autouse=True)
-def _suite_data(tiny_config):
-    """The helpers below build configs on the suite's own Fashion-MNIST (conftest's tiny_config)."""
-    _TINY["make"] = tiny_config
-
-
-def tiny_config(*args, **kwargs):
-    return _TINY["make"](*args, **kwargs)
-
 
 SMALL = {"data.train_subset": 512, "data.val_size": 256, "data.test_subset": 256, "data.batch_size": 64,
          "model.width": 4, "run.name": "run"}  # 8 optimizer steps an epoch

@@ -94,6 +94,18 @@ def _launch_options(args: argparse.Namespace) -> dict:
                 cluster=args.slurm_cluster)
 
 
+def _add_run_set_args(p: argparse.ArgumentParser, default_out: str) -> None:
+    """The options mate compare and mate sweep share: the base config, seeds and where runs go."""
+    p.add_argument("--config", help="base YAML config (file or shipped name)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    p.add_argument("--out", default=default_out, help=f"output folder (default {default_out})")
+    p.add_argument("--variants", help="extra YAML of named objective sections (methods)")
+    p.add_argument("--runs", help="folder of the training runs (default OUT/runs); share it between "
+                                  "comparisons and sweeps so that each run is trained once")
+    p.add_argument("--archive", help="folder keeping each finished run's results.json and metrics.jsonl "
+                                     "(no checkpoints); runs found there are not trained again")
+
+
 def _add_launcher_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("who trains the runs")
     g.add_argument("--launcher", choices=["local", "ray", "slurm"], default="local",
@@ -178,15 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the same command to continue), then write OUT/table.md, summary.csv, "
                                    "runs.csv and PNG plots. Methods are objective names or variants from "
                                    "configs/methods.yaml (e.g. okddip, mate_g0.9, mate_uniform).")
-    p.add_argument("--config", help="base YAML config (file or shipped name)")
     p.add_argument("--methods", required=True, help="comma-separated, e.g. ce,byot,phuong,eed,beed,mate")
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
-    p.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
-    p.add_argument("--variants", help="extra YAML of named objective sections")
-    p.add_argument("--runs", help="folder of the training runs (default OUT/runs); share it between "
-                                  "comparisons so that each run is trained once")
-    p.add_argument("--archive", help="folder keeping each finished run's results.json and metrics.jsonl "
-                                     "(no checkpoints); runs found there are not trained again")
+    _add_run_set_args(p, "runs/compare")
     p.add_argument("--paired-against", metavar="M1,M2",
                    help="also compare every method seed by seed with these (CE always, when present)")
     _add_launcher_args(p)
@@ -198,15 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "or the points of a YAML file) with every seed, on this machine, a Ray "
                                    "cluster or Slurm. 'method' is a key too (objective names or variants). "
                                    "Resumable: re-run the same command to continue or retry failed runs.")
-    p.add_argument("--config", help="base YAML config (file or shipped name)")
     p.add_argument("--grid", nargs="+", metavar="KEY=V1,V2", help="e.g. optim.lr=0.05,0.1 method=ce,mate")
     p.add_argument("--points", help="YAML file of named points {name: {key: value}} (instead of --grid)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
-    p.add_argument("--out", default="runs/sweep", help="output folder (default runs/sweep)")
-    p.add_argument("--variants", help="extra YAML of named objective sections (for the 'method' key)")
-    p.add_argument("--runs", help="folder of the training runs (default OUT/runs)")
-    p.add_argument("--archive", help="folder keeping each finished run's small files; runs found there are "
-                                     "not trained again")
+    _add_run_set_args(p, "runs/sweep")
     _add_launcher_args(p)
     p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
                    help="overrides of the base config for every point")

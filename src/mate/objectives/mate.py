@@ -200,15 +200,18 @@ class MATEObjective(nn.Module):
             return w + torch.diag_embed(self.share.diagonal().expand_as(conf))
 
     def student_loss(self, teacher_logits: Tensor, exit_logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-        """KD_k = sum_m w[k, m] KL_T(sg(t_m) || z_k) per exit (a K-vector), and the KL matrix [m, k]."""
+        """sum_k beta^(k-1) sum_m w[k, m] KL_T(sg(t_m) || z_k), and the KL matrix [m, k].
+
+        With uniform shares the weighted K x K matrix is summed in one reduction, as it always was,
+        so the default loss keeps its exact floating-point value."""
         t = teacher_logits.detach()
         shares = self.student_shares(t, targets)
         if shares.dim() == 2:
             kl = pairwise_kl_t(t, exit_logits, self.temperature)
-            return (shares.t() * kl).sum(0), kl
+            return (shares.t() * kl * self.depth_weights[None, :]).sum(), kl
         per_sample = pairwise_kl_t_per_sample(t, exit_logits, self.temperature)  # B x M x K
         kd = (shares.transpose(1, 2) * per_sample).sum(1).mean(0)
-        return kd, per_sample.mean(0).detach()
+        return (self.depth_weights * kd).sum(), per_sample.mean(0).detach()
 
     def teacher_loss(self, teacher_logits: Tensor, exit_logits: Tensor, targets: Tensor,
                      lam: float) -> tuple[Tensor, Tensor]:
@@ -229,14 +232,13 @@ class MATEObjective(nn.Module):
         ramp = kd_rampup(epoch, self.rampup_epochs)
         ce = exits_cross_entropy(outputs.exit_logits, targets, self.label_smoothing)
         kd, kl = self.student_loss(teacher_logits, z, targets)
-        kd = self.depth_weights * kd
         if self.kd_mix is None:
             lam = self.kd_weight * ramp
-            loss = ce.sum() + lam * kd.sum()
+            loss = ce.sum() + lam * kd
         else:
             a = self.kd_mix * ramp
             lam = a * self.kd_weight
-            loss = (1 - a) * ce.sum() + lam * kd.sum()
+            loss = (1 - a) * ce.sum() + lam * kd
         t_loss, teacher_ce = self.teacher_loss(teacher_logits, z, targets, self.teacher_kd_weight * ramp)
         # A uniform teacher under D2 has no parameter to learn: its loss is a constant, skipped.
         if teacher_logits.requires_grad:
