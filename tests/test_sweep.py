@@ -1,6 +1,7 @@
 """`mate sweep` and the launchers: a real tiny sweep through each, identical to the sequential run."""
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -132,3 +133,18 @@ def test_a_run_that_is_itself_distributed(tmp_path, tiny, launcher):
     from mate.engine import load_checkpoint
 
     assert load_checkpoint(run / "last.pt")["world_size"] == 2
+
+
+def test_launch_reports_each_finished_run_as_it_ends(tmp_path, tiny):
+    """on_finished is called for a run once its results exist (a sweep archives it there and then),
+    and not for a run that failed."""
+    from mate.config import load_config
+    from mate.experiments.launchers import RunTask, launch
+
+    ok = load_config("fashion_mnist_bench", [*tiny, "objective.name=ce"]).to_dict()
+    bad = load_config("fashion_mnist_bench", [*tiny, "objective.name=ce", "optim.lr=1.0e+30"]).to_dict()
+    tasks = [RunTask(("bad",), bad, str(tmp_path / "bad")), RunTask(("ok",), ok, str(tmp_path / "ok"))]
+    seen = []
+    failures = launch(tasks, LaunchOptions(workers=2), log=lambda s: None,
+                      on_finished=lambda t: seen.append((t.key, (Path(t.run_dir) / "results.json").exists())))
+    assert seen == [(("ok",), True)] and list(failures) == [("bad",)]

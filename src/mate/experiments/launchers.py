@@ -99,55 +99,65 @@ def _failure(task: RunTask, exc: BaseException, log_path: Optional[str] = None) 
     return f"{type(exc).__name__}: {exc} (log: {where})"
 
 
-def launch(tasks: Sequence[RunTask], options: LaunchOptions, log: Callable[[str], None] = print) -> dict:
-    """Train every task; returns {key: failure message} for the runs that failed."""
+def launch(tasks: Sequence[RunTask], options: LaunchOptions, log: Callable[[str], None] = print,
+           on_finished: Optional[Callable[[RunTask], None]] = None) -> dict:
+    """Train every task; returns {key: failure message} for the runs that failed. ``on_finished`` is
+    called with each task as soon as it has finished (e.g. to archive it at once)."""
     options.check()
     if not tasks:
         return {}
     for task in tasks:
         resume = (Path(task.run_dir) / "last.pt").exists()
         log(f"[run] {task.label}: {'resuming' if resume else 'training'} in {task.run_dir}")
+    report = _Reporter(log, on_finished)
     if options.nproc_per_run > 1 and options.launcher == "local":
-        return _run_torchrun(tasks, options, log)
-    return {"local": _run_local, "ray": _run_ray, "slurm": _run_slurm}[options.launcher](tasks, options, log)
-
-
-def _report(task: RunTask, failures: dict, log: Callable[[str], None], exc: Optional[BaseException] = None,
-            log_path: Optional[str] = None) -> None:
-    if exc is None:
-        log(f"[run] {task.label}: finished")
+        _run_torchrun(tasks, options, report)
     else:
-        failures[task.key] = _failure(task, exc, log_path)
-        log(f"[run] {task.label}: FAILED: {failures[task.key]}")
+        {"local": _run_local, "ray": _run_ray, "slurm": _run_slurm}[options.launcher](tasks, options, report)
+    return report.failures
 
 
-def _run_local(tasks: Sequence[RunTask], options: LaunchOptions, log: Callable[[str], None]) -> dict:
-    failures: dict = {}
+class _Reporter:
+    """Collects the failures, logs each run's end, and calls ``on_finished`` for each finished run."""
+
+    def __init__(self, log: Callable[[str], None], on_finished: Optional[Callable[[RunTask], None]] = None):
+        self.log, self.on_finished, self.failures = log, on_finished, {}
+
+    def __call__(self, task: RunTask, exc: Optional[BaseException] = None, log_path: Optional[str] = None) -> None:
+        if exc is None:
+            self.log(f"[run] {task.label}: finished")
+            if self.on_finished is not None:
+                self.on_finished(task)
+        else:
+            self.failures[task.key] = _failure(task, exc, log_path)
+            self.log(f"[run] {task.label}: FAILED: {self.failures[task.key]}")
+
+
+def _run_local(tasks: Sequence[RunTask], options: LaunchOptions, report: _Reporter) -> None:
     if options.workers == 1 or len(tasks) == 1:
         for task in tasks:
             try:
                 train_task(task.config, task.run_dir, options.threads)
             except MateError as exc:
-                _report(task, failures, log, exc)
+                report(task, exc)
             else:
-                _report(task, failures, log)
-        return failures
+                report(task)
+        return
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     threads = options.threads or 1
     # spawn: a fresh interpreter per worker (fork would copy this process's thread pools).
     with ProcessPoolExecutor(options.workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_worker) as pool:
         futures = {pool.submit(train_task, t.config, t.run_dir, threads): t for t in tasks}
-        for future, task in futures.items():
+        for future in as_completed(futures):  # in the order the runs end, so each is archived at once
             try:
                 future.result()
             except Exception as exc:  # noqa: BLE001 - a failed run must not stop the others
-                _report(task, failures, log, exc)
+                report(futures[future], exc)
             else:
-                _report(task, failures, log)
-    return failures
+                report(futures[future])
 
 
 def _init_worker() -> None:
@@ -156,14 +166,13 @@ def _init_worker() -> None:
     tune_cpu_allocator()
 
 
-def _run_torchrun(tasks: Sequence[RunTask], options: LaunchOptions, log: Callable[[str], None]) -> dict:
+def _run_torchrun(tasks: Sequence[RunTask], options: LaunchOptions, report: _Reporter) -> None:
     """nproc_per_run > 1 on this machine: one ``torchrun --standalone`` per run, one after another."""
     import subprocess
     import sys
 
     import yaml
 
-    failures: dict = {}
     for task in tasks:
         run = Path(task.run_dir)
         run.mkdir(parents=True, exist_ok=True)
@@ -181,11 +190,10 @@ def _run_torchrun(tasks: Sequence[RunTask], options: LaunchOptions, log: Callabl
             env["OMP_NUM_THREADS"] = str(options.threads)
         with open(run / "train.log", "a") as out:
             code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
-        _report(task, failures, log, None if code == 0 else MateError(f"torchrun exited with {code}"))
-    return failures
+        report(task, None if code == 0 else MateError(f"torchrun exited with {code}"))
 
 
-def _run_ray(tasks: Sequence[RunTask], options: LaunchOptions, log: Callable[[str], None]) -> dict:
+def _run_ray(tasks: Sequence[RunTask], options: LaunchOptions, report: _Reporter) -> None:
     ray = _require("ray", "ray")
     started = False
     if not ray.is_initialized():
@@ -195,22 +203,21 @@ def _run_ray(tasks: Sequence[RunTask], options: LaunchOptions, log: Callable[[st
         remote = ray.remote(num_cpus=options.cpus_per_run, num_gpus=options.gpus_per_run)(train_task)
         threads = options.threads or max(1, int(options.cpus_per_run))
         refs = {remote.remote(t.config, t.run_dir, threads): t for t in tasks}
-        failures: dict = {}
-        for ref, task in refs.items():
+        pending = list(refs)
+        while pending:  # in the order the runs end
+            [ref], pending = ray.wait(pending, num_returns=1)
             try:
                 ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - ray wraps the run's exception
-                cause = getattr(exc, "cause", None) or exc
-                _report(task, failures, log, cause)
+                report(refs[ref], getattr(exc, "cause", None) or exc)
             else:
-                _report(task, failures, log)
-        return failures
+                report(refs[ref])
     finally:
         if started:
             ray.shutdown()
 
 
-def _run_slurm(tasks: Sequence[RunTask], options: LaunchOptions, log: Callable[[str], None]) -> dict:
+def _run_slurm(tasks: Sequence[RunTask], options: LaunchOptions, report: _Reporter) -> None:
     submitit = _require("submitit", "slurm")
     folder = Path(options.slurm_folder or Path(tasks[0].run_dir).parent / "slurm_logs")
     executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=options.cluster)
@@ -227,15 +234,13 @@ def _run_slurm(tasks: Sequence[RunTask], options: LaunchOptions, log: Callable[[
     distributed = options.nproc_per_run > 1
     with executor.batch():
         jobs = [executor.submit(train_task, t.config, t.run_dir, threads, distributed) for t in tasks]
-    failures: dict = {}
     for job, task in zip(jobs, tasks):
         try:
             job.results()
         except Exception as exc:  # noqa: BLE001 - submitit wraps the run's exception
-            _report(task, failures, log, exc, str(job.paths.stderr))
+            report(task, exc, str(job.paths.stderr))
         else:
-            _report(task, failures, log)
-    return failures
+            report(task)
 
 
 def _require(module: str, extra: str):

@@ -156,7 +156,11 @@ def train_all(configs: dict, options: LaunchOptions, archive_dir: Optional[str |
             log(f"[run] {' '.join(map(str, key))}: done already")
             continue
         tasks.append(RunTask(key, cfg.to_dict(), str(run_dir)))
-    failures = launch(tasks, options, log)
+    def archive(task: RunTask) -> None:
+        if archive_dir is not None:
+            copy_finished_run(Path(task.run_dir), Path(archive_dir) / Path(task.run_dir).name)
+
+    failures = launch(tasks, options, log, on_finished=archive)
     if archive_dir is not None:
         for cfg in configs.values():
             copy_finished_run(Path(cfg.run.out_dir) / cfg.run.name, Path(archive_dir) / cfg.run.name)

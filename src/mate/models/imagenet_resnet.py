@@ -58,6 +58,7 @@ def load_torchvision_weights(net: MultiExitNetwork, tv: nn.Module, arch: str, pr
     """
     what = f"torchvision's {arch}"
     if pretrained is True:
+        import torchvision
         try:
             state = torchvision.models.get_model_weights(arch).DEFAULT.get_state_dict(progress=False)
         except OSError as exc:  # URLError and the like: offline, or the server unreachable
