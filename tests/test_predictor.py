@@ -185,6 +185,22 @@ def test_predict_command_on_a_split_matches_the_predictor(trained, tmp_path, cap
     rows = list(csv.DictReader(out.open()))
     assert [int(r["exit"]) - 1 for r in rows] == exits.tolist()
     assert [int(r["prediction"]) for r in rows] == preds.tolist()
+    # --batch-size cuts the split's batches: the same samples, run 37 at a time
+    calls = []
+    real_call = EarlyExitPredictor.__call__
+
+    def counting(self, x):
+        calls.append(len(x))
+        return real_call(self, x)
+
+    EarlyExitPredictor.__call__ = counting
+    try:
+        assert main(["predict", str(trained.checkpoint), "--threshold", "0.9", "--split", "test",
+                     "--batch-size", "37"]) == 0
+    finally:
+        EarlyExitPredictor.__call__ = real_call
+    assert max(calls) == 37 and sum(calls) == len(trained.test_logits.labels)
+    assert f"accuracy {acc:.2f}%" in capsys.readouterr().out
     assert main(["predict", str(trained.checkpoint), "--budget", "0.01"]) == 2
     assert "Raise --budget" in capsys.readouterr().err
     # --as-trained runs the checkpoint's network unchanged

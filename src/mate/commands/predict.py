@@ -57,8 +57,9 @@ def predict_command(checkpoint: str, budget: Optional[float] = None, thresholds:
         if loader is None:
             raise MateError("this run has no validation split (data.val_size=0); use --split test")
         results, labels = [], []
-        for x, y in loader:
-            results.append(predictor(x))
+        for x, y in loader:  # the split's batches, cut to --batch-size
+            for j in range(0, len(y), batch_size):
+                results.append(predictor(x[j:j + batch_size]))
             labels.append(y)
         result, labels = EarlyExitResult.cat(results), torch.cat(labels).cpu()
         rows = [[i, int(y), int(c), int(e) + 1, f"{f / 1e6:.4f}"]
