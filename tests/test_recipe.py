@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import make_tiny_config as tiny_config
+from test_reliability import _tensors
 from mate.config import load_config
 from mate.engine import Trainer, TrainStep, load_checkpoint, load_trained, save_checkpoint, train
 from mate.engine.ema import WeightEMA
@@ -241,16 +242,6 @@ RECIPES = {
     "ema": ("ce", {"optim.ema_decay": 0.9}),
     "accumulate_steps": ("ce", {"optim.accumulate_steps": 3}),  # 8 batches: steps of 3, 3 and 2 batches
 }
-
-
-def _tensors(tree, prefix=""):
-    if isinstance(tree, torch.Tensor):
-        return {prefix: tree}
-    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, (list, tuple)) else []
-    out = {}
-    for key, value in items:
-        out.update(_tensors(value, f"{prefix}/{key}"))
-    return out
 
 
 def _records(run: Path) -> list[dict]:
