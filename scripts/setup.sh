@@ -4,7 +4,7 @@
 # Ray, submitit, timm, MLflow, W&B, ...), which the main job does not need.
 set -euo pipefail
 EXTRAS=""
-[ "${1:-}" = "--test" ] && EXTRAS="[test]"
+if [ "${1:-}" = "--test" ]; then EXTRAS="[test]"; fi
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
