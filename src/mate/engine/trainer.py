@@ -24,6 +24,7 @@ from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
+from torch.profiler import record_function
 
 from .._version import __version__
 from ..config import Config, OptimConfig
@@ -38,7 +39,7 @@ from .distributed import (all_reduce_sum, convert_sync_batchnorm, gather_batches
                           wrap_for_training)
 from .ema import WeightEMA
 from .logger import RunLogger, check_loggers, flatten_params, resolve_loggers
-from .step import TrainStep
+from .step import PHASES, TrainStep
 
 
 def resolve_device(name: str) -> torch.device:
@@ -297,7 +298,7 @@ class Trainer:
                             f"epoch {epoch + 1}/{o.epochs}")
         watch = DivergenceWatch(self.device)
         n, accumulate = self.batches_per_epoch, o.accumulate_steps
-        for i, (x, y) in enumerate(batches):
+        for i, (x, y) in enumerate(_timed_batches(batches)):
             group = i // accumulate
             group_size = min(accumulate, n - group * accumulate)  # the epoch's last group may be short
             steps = i % accumulate + 1 == group_size  # this batch completes an optimizer step
@@ -310,30 +311,34 @@ class Trainer:
                 with self.autocast():
                     loss, logs = self.step(self.to_memory_format(x), y, epoch + i / n)
                 # Every rank watches the mean over ranks, so all stop together when any one diverges.
-                watch.record(i, all_reduce_sum(loss.detach().float().clone()) / self.world_size)
+                with record_function(PHASES["metrics"]):
+                    watch.record(i, all_reduce_sum(loss.detach().float().clone()) / self.world_size)
                 if (i + 1) % DIVERGENCE_CHECK_STEPS == 0:
                     self._stop_if_diverged(watch, epoch)
                 # The step's gradient is the mean over its batches: each batch's mean loss / group size.
-                self.scaler.scale(loss if group_size == 1 else loss / group_size).backward()
+                with record_function(PHASES["backward"]):
+                    self.scaler.scale(loss if group_size == 1 else loss / group_size).backward()
             b = y.shape[0]
-            count += b
-            logs = {"loss": loss.detach(), **logs}
-            for key, value in logs.items():
-                value = value.detach().float() * b
-                sums[key] = sums[key] + value if key in sums else value
+            with record_function(PHASES["metrics"]):
+                count += b
+                logs = {"loss": loss.detach(), **logs}
+                for key, value in logs.items():
+                    value = value.detach().float() * b
+                    sums[key] = sums[key] + value if key in sums else value
+                    if logged:
+                        step_sums[key] = step_sums[key] + value if key in step_sums else value
                 if logged:
-                    step_sums[key] = step_sums[key] + value if key in step_sums else value
-            if logged:
-                step_count += b
+                    step_count += b
             if not steps:
                 continue
-            lr = self.optimizer.param_groups[0]["lr"]
-            grad_norm = self._clip_gradients()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
-            if self.ema:
-                self.ema.update()
+            with record_function(PHASES["optimizer"]):
+                lr = self.optimizer.param_groups[0]["lr"]
+                grad_norm = self._clip_gradients()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.scheduler.step()
+                if self.ema:
+                    self.ema.update()
             if logged:
                 self._log_step(global_step, step_sums, step_count, lr, grad_norm)
                 step_sums, step_count = {}, torch.zeros((), device=self.device)
@@ -413,32 +418,41 @@ class Trainer:
             self._close_distributed()
 
     def _fit(self) -> dict:
+        for epoch in range(self.start_epoch, self.config.optim.epochs):
+            self.run_epoch(epoch)
+        return self.final_results()
+
+    def run_epoch(self, epoch: int) -> dict:
+        """One epoch as ``fit`` runs it: training, validation when due, the epoch's record in the
+        logs, and the checkpoints. Returns the record."""
         cfg = self.config
-        for epoch in range(self.start_epoch, cfg.optim.epochs):
-            t0 = time.perf_counter()
-            train_logs = self.train_epoch(epoch)
-            self.train_time += time.perf_counter() - t0
-            record = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], "train": train_logs,
-                      "time": self.train_time}
-            if self.data.val is None:
-                score = float(epoch)  # no validation split: the last epoch is the best
-            elif (epoch + 1) % cfg.run.val_every == 0 or epoch + 1 == cfg.optim.epochs:
+        t0 = time.perf_counter()
+        train_logs = self.train_epoch(epoch)
+        self.train_time += time.perf_counter() - t0
+        record = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], "train": train_logs,
+                  "time": self.train_time}
+        if self.data.val is None:
+            score = float(epoch)  # no validation split: the last epoch is the best
+        elif (epoch + 1) % cfg.run.val_every == 0 or epoch + 1 == cfg.optim.epochs:
+            with record_function(PHASES["validation"]):
                 val = self.evaluate(self.data.val).summary()
-                record["val"] = val
-                score = selection_score(val, cfg.run.select)
-            else:
-                score = -math.inf  # not validated this epoch: never the best
-            improved = score > self.best_score
-            if improved:
-                self.best_score, self.best_epoch = score, epoch + 1
+            record["val"] = val
+            score = selection_score(val, cfg.run.select)
+        else:
+            score = -math.inf  # not validated this epoch: never the best
+        improved = score > self.best_score
+        if improved:
+            self.best_score, self.best_epoch = score, epoch + 1
+        with record_function(PHASES["logging"]):
             self.logger.log(record, step=(epoch + 1) * self.steps_per_epoch)
             self.log(_epoch_line(record))
-            if self.is_main:
+        if self.is_main:
+            with record_function(PHASES["checkpoint"]):
                 state = self._state(epoch)
                 if improved:
                     save_checkpoint(state, self.run_dir / "best.pt")
                 save_checkpoint(state, self.run_dir / "last.pt")
-        return self.final_results()
+        return record
 
     def final_results(self) -> dict:
         state = self._load("best.pt" if run_on_main(self.dist, (self.run_dir / "best.pt").exists) else "last.pt")
@@ -563,6 +577,17 @@ def check_compatible(state: dict, model: MultiExitNetwork, config: Optional[Conf
 def train(config: Config, run_dir: Optional[str | Path] = None, resume: bool = False,
           log: Callable[[str], None] = print) -> dict:
     return Trainer(config, run_dir, resume, log).fit()
+
+
+def _timed_batches(batches):
+    """The loader's batches, each fetched inside the profiler's data range."""
+    iterator = iter(batches)
+    while True:
+        with record_function(PHASES["data"]):
+            batch = next(iterator, None)
+        if batch is None:
+            return
+        yield batch
 
 
 def _progress(iterable, enabled: bool, desc: str):
