@@ -236,3 +236,29 @@ def test_eval_crop_is_refused_for_image_files_decoded_into_memory(tmp_path):
         build_data(load_config(None, common).data, "cpu")
     streamed = build_data(load_config(None, [*common, "data.in_memory=false"]).data, "cpu")
     assert streamed.test.images.transform.transforms[0].size == [128]  # resize to 64 / 0.5, then crop 64
+
+
+def test_shipped_image_folder_config_trains_then_budget_and_export(tmp_path, capsys):
+    """The README's one command for a folder of your own: train with image_folder_quick, then the
+    budget plot and the ONNX export of the trained run (one tiny epoch here)."""
+    import json
+
+    from mate.cli import main
+
+    make_image_folder(tmp_path / "photos", per_class=(8, 3, 3), test=True)
+    config = load_config("image_folder_quick", [f"data.root={tmp_path / 'photos'}"])
+    assert (config.data.name, config.data.image_size, config.data.flip) == ("image_folder", 64, False)
+    run = tmp_path / "runs" / "photos"
+    assert main(["train", "--config", "image_folder_quick", f"data.root={tmp_path / 'photos'}", "run.name=photos",
+                 f"run.out_dir={tmp_path / 'runs'}", "optim.epochs=1", "data.batch_size=8", "data.num_workers=0",
+                 "run.progress=false", "run.tensorboard=false"]) == 0
+    results = json.loads((run / "results.json").read_text())
+    # val/ selects (test/ exists), test/ is the test set: 3 images of each of the 3 classes in each
+    assert results["val"]["n"] == 9 and results["test"]["n"] == 9 and len(results["test"]["exit_acc"]) == 4
+    assert main(["budget", str(run / "best.pt"), "--out", str(run / "budget")]) == 0
+    assert main(["export", str(run / "best.pt"), "--threshold", "0.9", "--out", str(run / "export")]) == 0
+    assert (run / "budget" / "budget.png").stat().st_size > 0
+    manifest = json.loads((run / "export" / "manifest.json").read_text())
+    assert manifest["input_shape"] == [3, 64, 64] and manifest["class_names"] == ["cat", "dog", "emu"]
+    assert manifest["thresholds"] == pytest.approx([0.9, 0.9, 0.9])  # stored as float32
+    capsys.readouterr()

@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 from ._version import __version__
 from .errors import ConfigError, MateError
 from .evaluation.scores import SCORES
+from .plugins import import_modules
 from .runtime import tune_cpu_allocator
 
 DESCRIPTION = """\
@@ -59,7 +60,7 @@ def _split_overrides(items: Sequence[str]) -> tuple[list[str], list[str]]:
 def cmd_train(args: argparse.Namespace) -> int:
     from .commands.train import train_command
 
-    return train_command(args.config, args.overrides, resume=args.resume)
+    return train_command(args.config, args.overrides, resume=args.resume, imports=args.imports)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -75,7 +76,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return compare_command(args.config, methods, seeds=args.seeds, out=args.out, overrides=args.overrides,
                            variants=args.variants, runs=args.runs, archive=args.archive,
                            paired_against=[m for m in (args.paired_against or "").split(",") if m],
-                           **_launch_options(args))
+                           imports=args.imports, **_launch_options(args))
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -83,7 +84,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     return sweep_command(args.config, grid=args.grid, points=args.points, seeds=args.seeds, out=args.out,
                          overrides=args.overrides, variants=args.variants, runs=args.runs, archive=args.archive,
-                         **_launch_options(args))
+                         imports=args.imports, **_launch_options(args))
 
 
 def _launch_options(args: argparse.Namespace) -> dict:
@@ -92,6 +93,13 @@ def _launch_options(args: argparse.Namespace) -> dict:
                 address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
                 partition=args.partition, time_min=args.time_min, array_parallelism=args.array_parallelism,
                 cluster=args.slurm_cluster)
+
+
+def _add_import_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first, so that the models, datasets and objectives it registers can be "
+                        "named (repeatable; train, compare and sweep record it in the config's 'imports', so "
+                        "that every process of a run imports it)")
 
 
 def _add_run_set_args(p: argparse.ArgumentParser, default_out: str) -> None:
@@ -175,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML file or shipped config name (default: fashion_mnist_quick)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optim.lr=0.05")
+    _add_import_arg(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="per-exit and ensemble accuracy of a checkpoint",
@@ -183,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["test", "val", "both"], default="test")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. data.root=DIR run.device=cpu")
+    _add_import_arg(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("compare", help="train methods x seeds under one harness; table, CSV and plots",
@@ -196,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also compare every method seed by seed with these (CE always, when present)")
     _add_launcher_args(p)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the base config")
+    _add_import_arg(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("sweep", help="a grid over any config keys x seeds; table, CSV and plots",
@@ -209,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_launcher_args(p)
     p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
                    help="overrides of the base config for every point")
+    _add_import_arg(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("report", help="render a run as Markdown with curves and learning-gap plots")
@@ -220,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="CONFIG_OR_CHECKPOINT", help="a .pt file or run folder, a YAML file, or a shipped config name")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. model.width=32")
+    _add_import_arg(p)
     p.set_defaults(func=cmd_flops)
 
     p = sub.add_parser("budget", help="accuracy against average FLOPs under early exit (CSV and PNG)",
@@ -229,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score", nargs="+", choices=SCORES, default=["max_prob"],
                    help="exit score(s) (default: max_prob)")
     p.add_argument("--out", default="budget", help="folder for budget.csv, anytime.csv and budget.png (default: ./budget)")
+    _add_import_arg(p)
     p.set_defaults(func=cmd_budget)
 
     p = sub.add_parser("predict", help="batched early-exit prediction on a dataset split or a folder of images",
@@ -250,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the network as trained, without folding BatchNorm into the convolutions "
                         "(and without NHWC weights on CPU)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. data.root=DIR")
+    _add_import_arg(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="ONNX graphs (all exits; one per stage) and a manifest for deployment",
@@ -264,9 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--threshold", metavar="T[,T...]", help="store these thresholds")
     p.add_argument("--score", choices=SCORES, default="max_prob")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. data.root=DIR")
+    _add_import_arg(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("list", help="registered models, objectives and datasets")
+    _add_import_arg(p)
     p.set_defaults(func=cmd_list)
     return parser
 
@@ -279,6 +296,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 0
     try:
+        import_modules(getattr(args, "imports", ()), "--import")
         return args.func(args)
     except MateError as exc:
         print(f"mate: error: {exc}", file=sys.stderr)

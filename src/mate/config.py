@@ -4,6 +4,10 @@ A config has five sections. ``data``, ``optim`` and ``run`` are fixed dataclasse
 ``model`` and ``objective`` hold a ``name`` plus that registered entry's own keyword options,
 checked against its signature, so a new architecture or objective needs no config code.
 Every unknown key or wrong type raises one ConfigError naming the key.
+
+The top-level ``imports`` lists modules of the user's own (``mypkg.models``) that register
+models, datasets or objectives; they are imported before the sections are checked, by every
+process that builds from the config (the list travels with it, into config.yaml and checkpoints).
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from typing import Any, Literal, Optional, Sequence
 import yaml
 
 from .errors import ConfigError
+from .plugins import import_modules
 
 
 @dataclass
@@ -40,6 +45,7 @@ class DataConfig:
     num_workers: int = 4  # decoding processes
     crop_min_scale: float = 0.08  # streamed training: smallest area share of a random-resized crop
     eval_crop: float = 0.875  # streamed evaluation: center crop of image_size / eval_crop (224 of 256)
+    factory: Optional[str] = None  # data.name=python: the dataset factory, package.module:function
 
 
 @dataclass
@@ -107,12 +113,16 @@ class Config:
     objective: dict = field(default_factory=lambda: {"name": "mate"})
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    imports: list[str] = field(default_factory=list)  # user modules imported before the registries are read
 
     def to_dict(self) -> dict:
         out = {k: dataclasses.asdict(getattr(self, k)) for k in SECTIONS}
         out["model"] = dict(self.model)
         out["objective"] = dict(self.objective)
-        return {k: out[k] for k in ("data", "model", "objective", "optim", "run")}
+        # ``imports`` only when there are some: the configs (and checkpoints) of runs without user
+        # modules stay exactly what they were.
+        head = {"imports": list(self.imports)} if self.imports else {}
+        return {**head, **{k: out[k] for k in ("data", "model", "objective", "optim", "run")}}
 
     def model_options(self) -> dict:
         return {k: v for k, v in self.model.items() if k != "name"}
@@ -126,14 +136,33 @@ class Config:
             raise ConfigError("a config must be a mapping of sections (data, model, objective, optim, run)")
         known = set(SECTIONS) | set(OPEN_SECTIONS)
         for key in raw:
-            if key not in known:
-                raise ConfigError(f"unknown config section '{key}'; sections are: {', '.join(sorted(known))}")
-        kwargs: dict[str, Any] = {}
+            if key not in known and key != "imports":
+                raise ConfigError(f"unknown config section '{key}'; sections are: {', '.join(sorted(known))} "
+                                  "(and the list 'imports')")
+        imports = _check_imports(raw.get("imports"))
+        import_modules(imports)  # before the model and objective sections meet the registries
+        kwargs: dict[str, Any] = {"imports": imports}
         for name, klass in SECTIONS.items():
             kwargs[name] = _build_section(name, klass, raw.get(name) or {})
         for name in OPEN_SECTIONS:
             kwargs[name] = _check_open_section(name, raw.get(name) or {})
         return cls(**kwargs)
+
+
+def _check_imports(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"config key 'imports' must be a list of module names (e.g. [mypkg.models]), got {value!r}")
+    return list(dict.fromkeys(value))
+
+
+def with_imports(raw: dict, modules: Sequence[str]) -> dict:
+    """``raw`` with ``modules`` (``--import``) added to its ``imports``, and all of them imported, so
+    that a caller can read the registries (e.g. a method list) before the config is built."""
+    imports = _check_imports([*_check_imports(raw.get("imports")), *modules])
+    import_modules(imports)
+    return {**raw, "imports": imports} if imports else raw
 
 
 def _build_section(section: str, klass: type, values: Any):
@@ -283,10 +312,11 @@ def read_yaml(path: str | Path) -> dict:
     return raw
 
 
-def load_config(path: Optional[str | Path] = None, overrides: Sequence[str] = ()) -> Config:
-    """Read a YAML file (or start from defaults), apply ``section.key=value`` overrides, validate."""
+def load_config(path: Optional[str | Path] = None, overrides: Sequence[str] = (), imports: Sequence[str] = ()) -> Config:
+    """Read a YAML file (or start from defaults), apply ``section.key=value`` overrides, add the
+    modules ``imports`` to the config's own, validate."""
     raw = read_yaml(path) if path else {}
-    return Config.from_dict(apply_overrides(raw, overrides))
+    return Config.from_dict(with_imports(apply_overrides(raw, overrides), imports))
 
 
 def config_to_yaml(config: Config) -> str:

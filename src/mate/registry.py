@@ -9,15 +9,22 @@ from .errors import ConfigError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _where(factory: Callable) -> str:
+    return f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', factory)}"
+
+
 class Registry(Generic[F]):
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: Dict[str, F] = {}
 
     def register(self, name: str) -> Callable[[F], F]:
+        """Decorator: ``factory`` under ``name``. A name is taken once (a user module that reuses a
+        built-in name is told so, rather than replacing it)."""
         def decorator(factory: F) -> F:
             if name in self._entries:
-                raise ValueError(f"{self.kind} '{name}' is registered twice")
+                raise ConfigError(f"{self.kind} '{name}' is registered twice (by {_where(self._entries[name])} and "
+                                  f"{_where(factory)}); register yours under another name")
             self._entries[name] = factory
             return factory
 

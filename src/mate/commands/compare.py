@@ -10,10 +10,11 @@ from ..experiments.launchers import LaunchOptions
 
 def compare_command(config: Optional[str], methods: Sequence[str], seeds: int = 3, out: str = "runs/compare",
                     overrides: Sequence[str] = (), variants: Optional[str] = None, runs: Optional[str] = None,
-                    archive: Optional[str] = None, paired_against: Sequence[str] = (), **launch) -> int:
+                    archive: Optional[str] = None, paired_against: Sequence[str] = (), imports: Sequence[str] = (),
+                    **launch) -> int:
     """``launch``: the options of mate.experiments.launchers.LaunchOptions (launcher, workers, ...)."""
     summary = compare(config, methods, seeds, out, overrides, variants, runs, log=print, archive_dir=archive,
-                      options=LaunchOptions(**launch), paired_against=paired_against)
+                      options=LaunchOptions(**launch), paired_against=paired_against, imports=imports)
     print(markdown_table(summary))
     print(f"\nwritten: {out}/table.md, summary.csv, runs.csv, per_exit_accuracy.png"
           + (", improvement_over_ce.png" if "ce" in summary and len(summary) > 1 else "")

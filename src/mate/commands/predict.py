@@ -39,6 +39,9 @@ def predict_command(checkpoint: str, budget: Optional[float] = None, thresholds:
     print(f"score {score}, thresholds {shown} ({how}); full network {flops[-1] / 1e6:.2f} MFLOPs")
 
     if images:
+        if data.splits.mean is None:  # data.name=python: the factory's transforms prepare its images
+            raise ConfigError("this model was trained on data.name=python, whose own transforms prepare its images; "
+                              "predict a split (--split), or run mate.EarlyExitPredictor on images you transform")
         paths = list_images(images)
         names = trained.class_names()
         results = []

@@ -11,10 +11,10 @@ from ..experiments.sweep import parse_grid, sweep
 def sweep_command(config: Optional[str], grid: Optional[Sequence[str]] = None, points: Optional[str] = None,
                   seeds: int = 3, out: str = "runs/sweep", overrides: Sequence[str] = (),
                   variants: Optional[str] = None, runs: Optional[str] = None, archive: Optional[str] = None,
-                  **launch) -> int:
+                  imports: Sequence[str] = (), **launch) -> int:
     """``grid``: ["section.key=v1,v2", ...]; ``launch``: the options of LaunchOptions."""
     sweep(config, parse_grid(grid) if grid else None, seeds, out, points, overrides, variants, runs, archive,
-          LaunchOptions(**launch), log=print)
+          LaunchOptions(**launch), log=print, imports=imports)
     print((Path(out) / "table.md").read_text())
     print(f"written: {out}/table.md, sweep.csv, runs.csv and one sweep_<key>.png per numeric key")
     return 0

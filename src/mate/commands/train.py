@@ -11,20 +11,22 @@ from .common import is_main_process
 DEFAULT_CONFIG = "fashion_mnist_quick"  # the main job's config, shipped with the package
 
 
-def train_command(config: Optional[str] = None, overrides: Sequence[str] = (), resume: Optional[str] = None) -> int:
+def train_command(config: Optional[str] = None, overrides: Sequence[str] = (), resume: Optional[str] = None,
+                  imports: Sequence[str] = ()) -> int:
     """Train from ``config`` (a YAML file or shipped name; default: the main job's) with overrides,
-    or continue the run folder ``resume`` (its own config unless ``config`` is given)."""
+    or continue the run folder ``resume`` (its own config unless ``config`` is given). ``imports``:
+    modules of your own, recorded in the run's config."""
     if resume:
         run_dir = Path(resume)
         run_dir = run_dir.parent if run_dir.suffix == ".pt" else run_dir
         if config:
-            cfg = load_config(config, overrides)
+            cfg = load_config(config, overrides, imports)
         else:
-            cfg = config_from_checkpoint(run_dir / "last.pt", overrides)
+            cfg = config_from_checkpoint(run_dir / "last.pt", overrides, imports)
         results = train(cfg, run_dir=run_dir, resume=True, log=print)
     else:
         path = config or resolve_config_path(DEFAULT_CONFIG)
-        cfg = load_config(path, overrides)
+        cfg = load_config(path, overrides, imports)
         if is_main_process():
             print(f"config: {path}")
         results = train(cfg, log=print)

@@ -5,7 +5,8 @@ images out for validation (unless the dataset has its own validation split), kee
 ``data.train_subset`` and ``data.test_subset`` subsets, and picks the loaders. In-memory datasets (and image-file datasets
 decoded into memory) get InMemoryLoaders; image-file datasets too large for that are streamed
 from disk by StreamingLoaders, which keep the same contract (seeded epochs, ``len``, per-rank
-slices of every global batch).
+slices of every global batch). A user's own datasets (``data.name=python``) are always streamed,
+through their own transforms (``python_dataset``).
 """
 from __future__ import annotations
 
@@ -20,11 +21,12 @@ from ..errors import ConfigError
 from .base import ArrayDataset, DatasetSplits, validation_split
 from .image_folder import FolderSplits, ImageFiles
 from .loader import InMemoryLoader
+from .python_dataset import DatasetItems, PythonLoader, PythonSplits
 from .registry import DatasetInfo, load_dataset, registered_info
 from .streaming import StreamingLoader, decode_to_memory
 
-Loader = Union[InMemoryLoader, StreamingLoader]
-Split = Union[ArrayDataset, ImageFiles]
+Loader = Union[InMemoryLoader, StreamingLoader, PythonLoader]
+Split = Union[ArrayDataset, ImageFiles, DatasetItems]
 IN_MEMORY_MAX_SIDE = 64  # auto: small images get the in-memory, CIFAR-style recipe
 IN_MEMORY_MAX_BYTES = 4 * 2**30
 DEFAULT_EVAL_CROP = 0.875  # data.eval_crop's default: the 224-pixel center crop of a 256-pixel resize
@@ -49,6 +51,7 @@ class DataOptions(Protocol):
     num_workers: int
     crop_min_scale: float
     eval_crop: float
+    factory: Optional[str]
 
 
 @dataclass
@@ -63,11 +66,22 @@ class DataBundle:
 def build_data(d: DataOptions, device: torch.device | str, seed: int = 0, rank: int = 0,
                world_size: int = 1) -> DataBundle:
     """The run's splits and loaders; ``seed`` (the run's) fixes every training epoch."""
-    splits = sized(load_dataset(d.name, root=d.root, download=d.download), d)
+    splits = load_configured(d)
     train, val, test, val_idx = split_dataset(splits, d)
     if d.batch_size > len(train):
         raise ConfigError(f"data.batch_size={d.batch_size} is larger than the {len(train)} training images")
     has_val = len(val) > 0
+    if isinstance(splits, PythonSplits):
+        shape = (splits.in_channels, splits.input_size, splits.input_size)
+        stream = dict(device=device, item_shape=shape, num_classes=splits.num_classes, rank=rank,
+                      world_size=world_size, num_workers=d.num_workers)
+        return DataBundle(
+            splits,
+            PythonLoader(train, d.batch_size, train=True, seed=seed, **stream),
+            PythonLoader(val, d.eval_batch_size, **stream) if has_val else None,
+            PythonLoader(test, d.eval_batch_size, **stream),
+            val_idx,
+        )
     common = dict(device=device, mean=splits.mean, std=splits.std, rank=rank, world_size=world_size)
 
     streamed = isinstance(splits, FolderSplits) and not _in_memory(d, splits.image_size,
@@ -97,6 +111,28 @@ def build_data(d: DataOptions, device: torch.device | str, seed: int = 0, rank: 
         InMemoryLoader(test, d.eval_batch_size, **common),
         val_idx,
     )
+
+
+def load_configured(d: DataOptions) -> DatasetSplits:
+    """``data.name`` loaded (with ``data.factory`` for ``python``) and sized (``sized``)."""
+    if d.name != "python" and d.factory is not None:
+        raise ConfigError(f"data.factory is read by data.name=python only (data.name is {d.name}); remove it")
+    factory = {"factory": d.factory} if d.name == "python" else {}
+    splits = sized(load_dataset(d.name, root=d.root, download=d.download, **factory), d)
+    if isinstance(splits, PythonSplits):
+        _check_python_options(d)
+    return splits
+
+
+def _check_python_options(d: DataOptions) -> None:
+    """Keys that a user's datasets leave to their own transforms: set to anything else than their
+    defaults, they would be silently ignored, so they are refused."""
+    refused = {"data.in_memory": (d.in_memory, "auto"), "data.eval_crop": (d.eval_crop, DEFAULT_EVAL_CROP),
+               "data.crop_min_scale": (d.crop_min_scale, 0.08)}
+    for key, (value, default) in refused.items():
+        if value != default:
+            raise ConfigError(f"{key}={value}: data.name=python streams the factory's datasets through their own "
+                              "transforms; leave it unset")
 
 
 def sized(splits: DatasetSplits, d: DataOptions) -> DatasetSplits:
@@ -144,7 +180,7 @@ def dataset_info(d: DataOptions) -> DatasetInfo:
     dataset registered a fixed shape (no file is read), else from the dataset itself."""
     info = registered_info(d.name)
     if info is None:
-        splits = sized(load_dataset(d.name, root=d.root, download=d.download), d)
+        splits = load_configured(d)
         return DatasetInfo(splits.num_classes, splits.in_channels, splits.input_size,
                            isinstance(splits, FolderSplits))
     if info.image_files and d.image_size:

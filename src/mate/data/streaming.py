@@ -1,4 +1,6 @@
-"""A loader for datasets of image files that are decoded as they are read (DataLoader workers).
+"""Loaders that read their items as they go (DataLoader workers): ``StreamingLoader`` decodes
+datasets of image files; ``ItemStream``, their common part, also streams a user's own datasets
+(``python_dataset.PythonLoader``).
 
 It keeps InMemoryLoader's contract: normalised float batches and labels on ``device``, an epoch
 fixed by (seed, epoch), ``len()`` batches, training mode dropping the last incomplete batch.
@@ -86,7 +88,55 @@ def _loader(images: DecodedImages, batches: list, num_workers: int, pin_memory: 
     return DataLoader(images, batch_sampler=batches, num_workers=num_workers, pin_memory=pin_memory)
 
 
-class StreamingLoader(BatchLoader):
+class ItemStream(BatchLoader):
+    """What both streaming loaders share: each epoch's global batches of (item, augmentation seed)
+    pairs, each rank's slice of every global batch, and DataLoader workers that read the items.
+
+    ``items[(index, seed)]`` is one (image, label) pair; ``item_shape`` (C, H, W) shapes the empty
+    batches a rank gets past the end of an evaluation.
+    """
+
+    seed_evaluation = False  # evaluation items are read with a seed fixed per item (random transforms)
+
+    def __init__(self, items: Dataset, num_items: int, item_shape: tuple[int, int, int], batch_size: int,
+                 device: torch.device | str, mean: Sequence[float], std: Sequence[float], train: bool, seed: int,
+                 rank: int, world_size: int, num_workers: int):
+        super().__init__(num_items, batch_size, device, mean, std, train, seed, rank, world_size)
+        self.items, self.item_shape, self.num_workers = items, item_shape, num_workers
+
+    def global_batches(self) -> list[list[tuple[int, Optional[int]]]]:
+        """This epoch's global batches as (item index, augmentation seed) pairs."""
+        n, b = self.num_items, self.batch_size
+        if not self.train:
+            return [[(i, i if self.seed_evaluation else None) for i in range(start, min(start + b, n))]
+                    for start in range(0, n, b)]
+        gen = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        order = torch.randperm(n, generator=gen).tolist()
+        seeds = torch.randint(0, 2**62, (n,), generator=gen).tolist()
+        return [list(zip(order[i * b:(i + 1) * b], seeds[i * b:(i + 1) * b])) for i in range(len(self))]
+
+    def check(self, labels: Tensor) -> None:
+        """Stop with one message when a batch's labels say that items could not be read."""
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        shards = [g[self.rank * len(g) // self.world_size:(self.rank + 1) * len(g) // self.world_size]
+                  for g in self.global_batches()]
+        # Only a last, partial evaluation batch can leave a rank nothing; it still yields (empty).
+        empty_tail = 0
+        while shards and not shards[-1]:
+            shards.pop()
+            empty_tail += 1
+        loader = _loader(self.items, shards, self.num_workers, self.device.type == "cuda")
+        for x, y in loader:
+            self.check(y)
+            x = x.to(self.device, non_blocking=True)
+            yield self.normalize(x), y.to(self.device, non_blocking=True)
+        for _ in range(empty_tail):
+            yield (torch.empty(0, *self.item_shape, device=self.device),
+                   torch.empty(0, dtype=torch.long, device=self.device))
+
+
+class StreamingLoader(ItemStream):
     def __init__(
         self,
         files: ImageFiles,
@@ -104,42 +154,18 @@ class StreamingLoader(BatchLoader):
         world_size: int = 1,
         num_workers: int = 4,
     ):
-        super().__init__(len(files), batch_size, device, mean, std, train, seed, rank, world_size)
-        self.files = files
-        self.num_workers = num_workers
-        self.image_size = image_size
         if train:
             transform = train_transform(image_size, crop_min_scale, flip)
         else:
             transform = eval_transform(image_size, eval_crop)
-        self.images = DecodedImages(files, transform, image_size)
+        super().__init__(DecodedImages(files, transform, image_size), len(files), (3, image_size, image_size),
+                         batch_size, device, mean, std, train, seed, rank, world_size, num_workers)
+        self.files = files
+        self.image_size = image_size
+        self.images = self.items
 
-    def global_batches(self) -> list[list[tuple[int, Optional[int]]]]:
-        """This epoch's global batches as (image index, augmentation seed) pairs."""
-        n, b = len(self.files), self.batch_size
-        if not self.train:
-            return [[(i, None) for i in range(start, min(start + b, n))] for start in range(0, n, b)]
-        gen = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        order = torch.randperm(n, generator=gen).tolist()
-        seeds = torch.randint(0, 2**62, (n,), generator=gen).tolist()
-        return [list(zip(order[i * b:(i + 1) * b], seeds[i * b:(i + 1) * b])) for i in range(len(self))]
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        shards = [g[self.rank * len(g) // self.world_size:(self.rank + 1) * len(g) // self.world_size]
-                  for g in self.global_batches()]
-        # Only a last, partial evaluation batch can leave a rank nothing; it still yields (empty).
-        empty_tail = 0
-        while shards and not shards[-1]:
-            shards.pop()
-            empty_tail += 1
-        loader = _loader(self.images, shards, self.num_workers, self.device.type == "cuda")
-        for x, y in loader:
-            _check(self.files.paths, y)
-            x = x.to(self.device, non_blocking=True)
-            yield self.normalize(x), y.to(self.device, non_blocking=True)
-        for _ in range(empty_tail):
-            yield (torch.empty(0, 3, self.image_size, self.image_size, device=self.device),
-                   torch.empty(0, dtype=torch.long, device=self.device))
+    def check(self, labels: Tensor) -> None:
+        _check(self.files.paths, labels)
 
 
 def decode_to_memory(files: ImageFiles, image_size: int, num_workers: int = 4, batch_size: int = 256) -> ArrayDataset:

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..config import Config, apply_overrides
+from ..config import Config, apply_overrides, with_imports
 from ..errors import CheckpointError, MateError
 
 
@@ -65,10 +65,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
-def config_from_checkpoint(checkpoint: str | Path | dict[str, Any], overrides: Sequence[str] = ()) -> Config:
-    """The config a checkpoint was trained with, ``section.key=value`` overrides applied, validated.
+def config_from_checkpoint(checkpoint: str | Path | dict[str, Any], overrides: Sequence[str] = (),
+                           imports: Sequence[str] = ()) -> Config:
+    """The config a checkpoint was trained with, ``section.key=value`` overrides applied, the
+    modules ``imports`` added to its own (which are imported, as every config's), validated.
 
     ``checkpoint``: a .pt file, a run folder (its last.pt), or a state already loaded.
     """
     state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
-    return Config.from_dict(apply_overrides(state["config"], list(overrides)))
+    return Config.from_dict(with_imports(apply_overrides(state["config"], list(overrides)), imports))

@@ -81,8 +81,11 @@ def flatten_scalars(record: dict[str, Any], prefix: str = "") -> dict[str, float
 
 
 def flatten_params(config: dict[str, Any]) -> dict[str, Any]:
-    """A config dict as ``section.key`` parameters (values unchanged: numbers, strings, lists, None)."""
-    return {f"{section}.{key}": value for section, values in config.items() for key, value in values.items()}
+    """A config dict as ``section.key`` parameters (values unchanged: numbers, strings, lists, None);
+    a top-level value that is no section (``imports``) keeps its own name."""
+    return {f"{section}.{key}" if isinstance(values, dict) else section: value
+            for section, values in config.items()
+            for key, value in (values.items() if isinstance(values, dict) else [(None, values)])}
 
 
 def final_scalars(rows: dict[str, dict]) -> dict[str, float]:

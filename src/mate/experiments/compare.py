@@ -19,7 +19,7 @@ from typing import Callable, Optional, Sequence
 
 import yaml
 
-from ..config import SHIPPED_CONFIGS, Config, apply_overrides, read_yaml, resolve_config_path
+from ..config import SHIPPED_CONFIGS, Config, apply_overrides, read_yaml, resolve_config_path, with_imports
 from ..errors import ConfigError
 from ..objectives import OBJECTIVES
 from .launchers import LaunchOptions
@@ -89,7 +89,7 @@ def compare(config_path: Optional[str | Path], methods: Sequence[str], seeds: in
             overrides: Sequence[str] = (), variants_file: Optional[str | Path] = None,
             runs_dir: Optional[str | Path] = None, log: Callable[[str], None] = print, workers: int = 1,
             archive_dir: Optional[str | Path] = None, options: Optional[LaunchOptions] = None,
-            paired_against: Sequence[str] = ()) -> dict:
+            paired_against: Sequence[str] = (), imports: Sequence[str] = ()) -> dict:
     """``runs_dir`` (default OUT/runs) may be shared by several comparisons: a run is trained once.
 
     ``workers`` > 1 trains that many runs at a time in separate processes, each with one
@@ -98,12 +98,14 @@ def compare(config_path: Optional[str | Path], methods: Sequence[str], seeds: in
     metrics.jsonl, config.yaml, split.json; no checkpoint) in ARCHIVE/<run name>/, and a run found
     there is not trained again: commit that folder and a comparison continues on a fresh machine.
     ``paired_against``: methods (besides CE, always used when present) that every other method is
-    compared with seed by seed, in OUT/paired_vs_<method>.md.
+    compared with seed by seed, in OUT/paired_vs_<method>.md. ``imports``: modules of your own
+    (objectives, models, datasets), added to the base config's ``imports``.
     """
     options = options or LaunchOptions(workers=workers)
     out_dir = Path(out_dir)
     runs_dir = Path(runs_dir) if runs_dir else out_dir / "runs"
-    base = apply_overrides(read_yaml(config_path) if config_path else {}, overrides)
+    # imported first: a method may be an objective that one of them registers
+    base = with_imports(apply_overrides(read_yaml(config_path) if config_path else {}, overrides), imports)
     specs = load_method_specs(methods, variants_file)
     configs = {(s.name, seed): run_config(base, s, seed, runs_dir) for s in specs for seed in range(seeds)}
     out_dir.mkdir(parents=True, exist_ok=True)

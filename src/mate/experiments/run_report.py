@@ -1,45 +1,73 @@
 """``mate report RUN_DIR``: one run as a Markdown page with figures.
 
-Curves per exit (training CE, validation accuracy) and, for MATE, the learning-gap diagnostics:
-the batch-mean attention matrix at a few epochs (row m: teacher m's weights over the exits) and
-the KL between each exit and its primary teacher against the other teachers, over epochs.
+Curves per exit (training CE, validation accuracy, the selected epoch marked) and, for MATE, the
+learning-gap diagnostics: the batch-mean attention matrix at a few epochs (row m: teacher m's
+weights over the exits), with the teachers that collapsed onto their student framed, and the KL
+between each exit and its primary teacher against the other teachers, over epochs.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ..engine.logger import read_metrics  # noqa: E402
 from ..errors import MateError  # noqa: E402
 from ..evaluation.logits import format_exit_table  # noqa: E402
 
 
-def _curves(records: list[dict], path: Path) -> None:
+# A teacher whose attention row puts at least this share on its own exit has collapsed onto its
+# student: its logits are (at least 90%) the student's own, so there is no gap left to learn from.
+COLLAPSE_SHARE = 0.9
+# The KL plot's floor on its log axis: a KL that rounds to zero (or just below, in float32) is drawn here.
+KL_FLOOR = 1e-4
+
+
+def collapsed_teachers(attention: Sequence[Sequence[float]], share: float = COLLAPSE_SHARE) -> list[int]:
+    """The teachers (0-based rows m) whose weight on their own exit, A[m][m], is at least ``share``;
+    one rule for every teacher, the last one included."""
+    return [m for m, row in enumerate(attention) if row[m] >= share]
+
+
+def plot_curves(records: list[dict], path: Path, selected_epoch: Optional[int] = None) -> Figure:
+    """Training loss per exit and validation accuracy over epochs; ``selected_epoch`` (the epoch
+    of best.pt) is marked on both."""
     epochs = [r["epoch"] for r in records]
     k = len(records[0]["train"]["ce"]) if isinstance(records[0]["train"].get("ce"), list) else 0
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for i in range(k):
         axes[0].plot(epochs, [r["train"]["ce"][i] for r in records], marker=".", label=f"exit {i + 1}")
     axes[0].plot(epochs, [r["train"]["loss"] for r in records], "k--", label="total loss")
-    axes[0].set_title("training loss (cross-entropy per exit)")
+    axes[0].set_title("training loss: each exit's cross-entropy, and the objective's total")
+    axes[0].set_ylabel("loss (log scale)")
     axes[0].set_yscale("log")
-    if "val" in records[0]:
-        for i in range(len(records[0]["val"]["exit_acc"])):
-            axes[1].plot(epochs, [r["val"]["exit_acc"][i] for r in records], marker=".", label=f"exit {i + 1}")
-        axes[1].plot(epochs, [r["val"]["ensemble_acc"] for r in records], "k--", label="ensemble")
-    axes[1].set_title("validation accuracy (%)")
+    validated = [r for r in records if "val" in r]  # run.val_every > 1 validates some epochs only
+    if validated:
+        vx = [r["epoch"] for r in validated]
+        for i in range(len(validated[0]["val"]["exit_acc"])):
+            axes[1].plot(vx, [r["val"]["exit_acc"][i] for r in validated], marker=".", label=f"exit {i + 1}")
+        axes[1].plot(vx, [r["val"]["ensemble_acc"] for r in validated], "k--", label="ensemble")
+    axes[1].set_title("validation accuracy")
+    axes[1].set_ylabel("validation accuracy (%)")
     for ax in axes:
+        if selected_epoch is not None:
+            ax.axvline(selected_epoch, color="black", ls=":", lw=1.2, label=f"selected: epoch {selected_epoch}")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return fig
 
 
 def _attention(records: list[dict], path: Path) -> list[int]:
@@ -53,28 +81,39 @@ def _attention(records: list[dict], path: Path) -> list[int]:
             for j in range(k):
                 ax.text(j, m, f"{a[m][j]:.2f}", ha="center", va="center", fontsize=8,
                         color="white" if a[m][j] < 0.6 else "black")
+        for m in collapsed_teachers(a):
+            ax.add_patch(Rectangle((m - 0.5, m - 0.5), 1, 1, fill=False, edgecolor="red", lw=2))
         ax.set_xticks(range(k), [f"z{j + 1}" for j in range(k)])
         ax.set_yticks(range(k), [f"t{m + 1}" for m in range(k)])
         ax.set_title(f"epoch {records[idx]['epoch']}")
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="attention weight")
-    fig.suptitle("teacher weights A (row m = teacher m over exits' logits)")
+    fig.suptitle(f"teacher weights A (row m = teacher m over exits' logits); red frame: collapsed, "
+                 f"A[m, m] ≥ {COLLAPSE_SHARE}")
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return [records[i]["epoch"] for i in picks]
 
 
-def _kl(records: list[dict], path: Path) -> None:
+def plot_kl(records: list[dict], path: Path) -> Figure:
+    """Each exit's KL to its own teacher and to the others (mean), over epochs, on a log axis: values
+    below ``KL_FLOOR`` are drawn at the floor, and the figure says so when there are any."""
     epochs = [r["epoch"] for r in records]
     k = len(records[0]["train"]["teacher_student_kl"])
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    clipped = False
     for s in range(k):
         color = f"C{s}"
         primary = [r["train"]["teacher_student_kl"][s][s] for r in records]
         others = [sum(r["train"]["teacher_student_kl"][m][s] for m in range(k) if m != s) / (k - 1) for r in records]
-        ax.plot(epochs, primary, color=color, marker=".", label=f"exit {s + 1}: own teacher")
-        ax.plot(epochs, others, color=color, ls="--", label=f"exit {s + 1}: other teachers (mean)")
+        clipped |= min(primary + others) < KL_FLOOR
+        ax.plot(epochs, [max(v, KL_FLOOR) for v in primary], color=color, marker=".", label=f"exit {s + 1}: own teacher")
+        ax.plot(epochs, [max(v, KL_FLOOR) for v in others], color=color, ls="--",
+                label=f"exit {s + 1}: other teachers (mean)")
+    if clipped:
+        ax.axhline(KL_FLOOR, color="black", lw=0.8, ls=":", label=f"values below {KL_FLOOR:g} drawn at {KL_FLOOR:g}")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("KL_T(teacher || student), T² batchmean")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("KL_T(teacher || student), T² batchmean (log scale)")
     ax.set_yscale("log")
     ax.set_title("learning gap: each exit against its teachers")
     ax.grid(alpha=0.3)
@@ -82,6 +121,7 @@ def _kl(records: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return fig
 
 
 def render_report(run_dir: str | Path) -> Path:
@@ -96,29 +136,38 @@ def render_report(run_dir: str | Path) -> Path:
     if cfg_path.exists():
         lines += ["```yaml", cfg_path.read_text().strip(), "```", ""]
     results_path = run_dir / "results.json"
+    selected = None
     if results_path.exists():
         results = json.loads(results_path.read_text())
+        selected = results["best_epoch"]
         rows = {k: results[k] for k in ("val", "test") if k in results}
         lines += [f"Best epoch {results['best_epoch']} (selected on validation, '{results['select']}' accuracy); "
                   f"training time {results['train_time_s']:.0f} s.", "", format_exit_table(rows), ""]
-    _curves(records, out / "curves.png")
+    plot_curves(records, out / "curves.png", selected)
     lines += ["## Training curves", "", "![curves](curves.png)", ""]
     if "attention" in records[0]["train"]:
         shown = _attention(records, out / "attention.png")
-        _kl(records, out / "teacher_student_kl.png")
+        plot_kl(records, out / "teacher_student_kl.png")
         last = records[-1]["train"]
         k = len(last["attention"])
         diag = [last["attention"][m][m] for m in range(k)]
         primary_kl = [last["teacher_student_kl"][m][m] for m in range(k)]
+        collapsed = collapsed_teachers(last["attention"])
+        verdict = (", ".join(f"teacher {m + 1} (A[{m + 1}, {m + 1}] = {diag[m]:.2f})" for m in collapsed)
+                   if collapsed else "none")
         lines += [
             "## Learning-gap diagnostics", "",
             f"Attention matrix A (batch mean over the epoch) at epochs {', '.join(map(str, shown))}. Row m holds "
-            "the weights teacher m gives to the exits' logits; a row concentrated on its own diagonal means "
-            "the teacher has collapsed onto its student (no gap).", "", "![attention](attention.png)", "",
+            f"the weights teacher m gives to the exits' logits. A teacher whose row puts at least {COLLAPSE_SHARE} "
+            "on its own exit (A[m, m] ≥ "
+            f"{COLLAPSE_SHARE}) has collapsed onto its student: its logits are mostly the student's own, so there "
+            "is little gap left to learn from. Collapsed teachers are framed in red.", "",
+            "![attention](attention.png)", "",
             "KL between each exit and its own (primary) teacher (solid) and the other teachers (dashed).", "",
             "![kl](teacher_student_kl.png)", "",
             f"Last epoch: diagonal weights A[m, m] = {', '.join(f'{d:.2f}' for d in diag)}; primary KL = "
-            f"{', '.join(f'{v:.3f}' for v in primary_kl)}.", "",
+            f"{', '.join(f'{v:.3f}' for v in primary_kl)}; collapsed teachers (A[m, m] ≥ {COLLAPSE_SHARE}): "
+            f"{verdict}.", "",
         ]
     path = out / "report.md"
     path.write_text("\n".join(lines))

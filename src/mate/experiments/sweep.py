@@ -26,7 +26,7 @@ from typing import Callable, Optional, Sequence
 
 import yaml
 
-from ..config import Config, apply_overrides, read_yaml, resolve_config_path
+from ..config import Config, apply_overrides, read_yaml, resolve_config_path, with_imports
 from ..errors import ConfigError, MateError
 from .launchers import LaunchOptions, RunTask, launch
 
@@ -195,7 +195,8 @@ def sweep(config_path: Optional[str | Path], grid: Optional[dict], seeds: int, o
           points_file: Optional[str | Path] = None, overrides: Sequence[str] = (),
           variants_file: Optional[str | Path] = None, runs_dir: Optional[str | Path] = None,
           archive_dir: Optional[str | Path] = None, options: Optional[LaunchOptions] = None,
-          log: Callable[[str], None] = print) -> list[dict]:
+          log: Callable[[str], None] = print, imports: Sequence[str] = ()) -> list[dict]:
+    """``imports``: modules of your own (objectives, models, datasets), added to the base config's."""
     if bool(grid) == bool(points_file):
         raise ConfigError("give the points either as --grid KEY=V1,V2 ... or as --points FILE (one of the two)")
     if seeds < 1:
@@ -203,7 +204,7 @@ def sweep(config_path: Optional[str | Path], grid: Optional[dict], seeds: int, o
     options = options or LaunchOptions()
     out_dir = Path(out_dir)
     runs_dir = Path(runs_dir) if runs_dir else out_dir / "runs"
-    base = apply_overrides(read_yaml(config_path) if config_path else {}, overrides)
+    base = with_imports(apply_overrides(read_yaml(config_path) if config_path else {}, overrides), imports)
     value_sets = [(None, v) for v in expand_grid(grid)] if grid else load_points(resolve_config_path(points_file))
     points = build_points(base, value_sets, range(seeds), runs_dir, variants_file)
     out_dir.mkdir(parents=True, exist_ok=True)

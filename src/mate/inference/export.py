@@ -14,6 +14,7 @@ The batch axis is dynamic in every graph, so a runtime can compact the batch bet
 """
 from __future__ import annotations
 
+import inspect
 import json
 import warnings
 from pathlib import Path
@@ -59,11 +60,13 @@ class Stage(nn.Module):
 def _export(module: nn.Module, example: Tensor, path: Path, input_name: str, output_names: list[str]) -> None:
     axes = {name: {0: "batch"} for name in [input_name, *output_names]}
     # The TorchScript-based exporter: the torch.export-based one needs the onnxscript package,
-    # which this project does not depend on, and these graphs have no control flow.
+    # which this project does not depend on, and these graphs have no control flow. PyTorch before
+    # 2.5 has no ``dynamo`` argument (and only this exporter in torch.onnx.export).
+    legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=[input_name],
-                          output_names=output_names, dynamic_axes=axes, opset_version=OPSET)
+        torch.onnx.export(module, (example,), str(path), input_names=[input_name], output_names=output_names,
+                          dynamic_axes=axes, opset_version=OPSET, **legacy)
 
 
 @torch.no_grad()
