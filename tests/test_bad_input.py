@@ -120,3 +120,29 @@ def test_errors_have_no_traceback_in_a_real_process(tmp_path):
                           f"run.out_dir={tmp_path}", *QUICK], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 2
     assert out.stderr == "mate: error: exit_stages must be stage numbers in 1..4, got [1, 2, 3, 5]\n"
+
+
+# -- where the data and the run folder are ----------------------------------------------------------
+
+FASHION_FILES = ("train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], "
+                 "t10k-labels-idx1-ubyte[.gz]")
+HOW = (f"Put the four IDX files ({FASHION_FILES}) there, allow a download into it with data.download=true, or "
+       "leave data.root unset to use the system copy (sudo apt-get install dataset-fashion-mnist)")
+
+
+def test_an_explicit_data_root_without_the_data_is_an_error_even_with_a_system_copy(tmp_path, capsys, monkeypatch,
+                                                                                      fmnist_root):
+    import mate.data.fashion_mnist as fm
+
+    monkeypatch.setattr(fm, "DEBIAN_DIR", fmnist_root)  # a complete copy where the system keeps one
+    monkeypatch.setattr(fm, "_torchvision_download", lambda folder: None)  # no network
+    out = tmp_path / "runs"
+    missing = tmp_path / "nowhere"
+    assert main(["train", f"data.root={missing}", "data.download=false", f"run.out_dir={out}", *QUICK]) == 2
+    assert error_line(capsys) == f"mate: error: Fashion-MNIST is not in data.root={missing}: the folder does not exist. {HOW}"
+    partial = fashion_folder(tmp_path / "fm")
+    (partial / "t10k-labels-idx1-ubyte").unlink()
+    assert main(["train", f"data.root={partial}", "data.download=true", f"run.out_dir={out}", *QUICK]) == 2
+    assert error_line(capsys) == (f"mate: error: Fashion-MNIST is not in data.root={partial}: t10k-labels-idx1-ubyte"
+                                  f"[.gz] is missing, and the download into it failed. {HOW}")
+    assert not out.exists()
