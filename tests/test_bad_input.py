@@ -139,10 +139,33 @@ def test_an_explicit_data_root_without_the_data_is_an_error_even_with_a_system_c
     out = tmp_path / "runs"
     missing = tmp_path / "nowhere"
     assert main(["train", f"data.root={missing}", "data.download=false", f"run.out_dir={out}", *QUICK]) == 2
-    assert error_line(capsys) == f"mate: error: Fashion-MNIST is not in data.root={missing}: the folder does not exist. {HOW}"
+    assert error_line(capsys) == (f"mate: error: Fashion-MNIST is not in data.root={missing}: the folder does not "
+                                  f"exist. {HOW}")
     partial = fashion_folder(tmp_path / "fm")
     (partial / "t10k-labels-idx1-ubyte").unlink()
     assert main(["train", f"data.root={partial}", "data.download=true", f"run.out_dir={out}", *QUICK]) == 2
     assert error_line(capsys) == (f"mate: error: Fashion-MNIST is not in data.root={partial}: t10k-labels-idx1-ubyte"
                                   f"[.gz] is missing, and the download into it failed. {HOW}")
     assert not out.exists()
+
+
+def test_a_tilde_in_run_out_dir_is_the_home_folder(tmp_path, capsys, monkeypatch, fmnist_root):
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    assert main(["train", "run.out_dir=~/runs", "run.name=r", f"data.root={fmnist_root}", "data.download=false",
+                 *QUICK]) == 0
+    assert (home / "runs" / "r" / "results.json").is_file()
+    assert list(cwd.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["../x", "a/../../x", "ABSOLUTE"])
+def test_a_run_name_outside_run_out_dir_is_refused(tmp_path, capsys, name):
+    name = str(tmp_path / "elsewhere") if name == "ABSOLUTE" else name
+    out = tmp_path / "runs"
+    assert main(["train", f"run.name={name}", f"run.out_dir={out}", "data.download=false", *QUICK]) == 2
+    assert error_line(capsys) == (f"mate: error: run.name={name} would put the run folder outside run.out_dir ({out}); "
+                                  "give a folder name, or a relative path without '..'")
+    assert list(tmp_path.iterdir()) == []
