@@ -120,3 +120,52 @@ def test_errors_have_no_traceback_in_a_real_process(tmp_path):
                           f"run.out_dir={tmp_path}", *QUICK], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 2
     assert out.stderr == "mate: error: exit_stages must be stage numbers in 1..4, got [1, 2, 3, 5]\n"
+
+
+# -- where the data and the run folder are ----------------------------------------------------------
+
+FASHION_FILES = ("train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], "
+                 "t10k-labels-idx1-ubyte[.gz]")
+HOW = (f"Put the four IDX files ({FASHION_FILES}) there, allow a download into it with data.download=true, or "
+       "leave data.root unset to use the system copy (sudo apt-get install dataset-fashion-mnist)")
+
+
+def test_an_explicit_data_root_without_the_data_is_an_error_even_with_a_system_copy(tmp_path, capsys, monkeypatch,
+                                                                                      fmnist_root):
+    import mate.data.fashion_mnist as fm
+
+    monkeypatch.setattr(fm, "DEBIAN_DIR", fmnist_root)  # a complete copy where the system keeps one
+    monkeypatch.setattr(fm, "_torchvision_download", lambda folder: None)  # no network
+    out = tmp_path / "runs"
+    missing = tmp_path / "nowhere"
+    assert main(["train", f"data.root={missing}", "data.download=false", f"run.out_dir={out}", *QUICK]) == 2
+    assert error_line(capsys) == (f"mate: error: Fashion-MNIST is not in data.root={missing}: the folder does not "
+                                  f"exist. {HOW}")
+    partial = fashion_folder(tmp_path / "fm")
+    (partial / "t10k-labels-idx1-ubyte").unlink()
+    assert main(["train", f"data.root={partial}", "data.download=true", f"run.out_dir={out}", *QUICK]) == 2
+    assert error_line(capsys) == (f"mate: error: Fashion-MNIST is not in data.root={partial}: t10k-labels-idx1-ubyte"
+                                  f"[.gz] is missing, and the download into it failed. {HOW}")
+    assert not out.exists()
+
+
+def test_a_tilde_in_run_out_dir_is_the_home_folder(tmp_path, capsys, monkeypatch, fmnist_root):
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    assert main(["train", "run.out_dir=~/runs", "run.name=r", f"data.root={fmnist_root}", "data.download=false",
+                 *QUICK]) == 0
+    assert (home / "runs" / "r" / "results.json").is_file()
+    assert list(cwd.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["../x", "a/../../x", "ABSOLUTE"])
+def test_a_run_name_outside_run_out_dir_is_refused(tmp_path, capsys, name):
+    name = str(tmp_path / "elsewhere") if name == "ABSOLUTE" else name
+    out = tmp_path / "runs"
+    assert main(["train", f"run.name={name}", f"run.out_dir={out}", "data.download=false", *QUICK]) == 2
+    assert error_line(capsys) == (f"mate: error: run.name={name} would put the run folder outside run.out_dir ({out}); "
+                                  "give a folder name, or a relative path without '..'")
+    assert list(tmp_path.iterdir()) == []

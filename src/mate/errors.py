@@ -19,3 +19,7 @@ class CheckpointError(MateError):
 
 class TrainingDiverged(MateError):
     """The loss became NaN or infinite."""
+
+
+class FolderInUse(MateError):
+    """Another process holds the folder (a run folder, a comparison's output folder)."""

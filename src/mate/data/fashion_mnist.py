@@ -1,5 +1,9 @@
 """Fashion-MNIST from IDX files: a user's folder, Debian's ``dataset-fashion-mnist``, or torchvision.
 
+An explicit ``data.root`` is the only place looked at (and downloaded into, with data.download):
+a root that is missing or incomplete is an error naming what is missing, never a silent switch
+to another copy. Without it, Debian's copy, then the download cache, then a download.
+
 IDX is parsed here (a 4-byte magic, big-endian dimensions, raw uint8) so every truncated or
 corrupt file is named in the error rather than failing somewhere deep inside.
 """
@@ -87,13 +91,39 @@ def _default_cache() -> Path:
     return Path(os.environ.get("MATE_DATA", Path.home() / ".cache" / "mate")) / "fashion_mnist"
 
 
+def _from_root(root: Path, download: bool) -> tuple[dict, str]:
+    """The arrays in ``root`` (or its torchvision layout FashionMNIST/raw), downloaded there when allowed."""
+    folders = [root, root / "FashionMNIST" / "raw"]
+    for folder in folders:
+        arrays = _load_folder(folder)
+        if arrays is not None:
+            return arrays, str(folder)
+    if root.is_dir():
+        # what the folder closest to complete lacks (the root itself on a tie)
+        lacking = [[f"{stem}[.gz]" for stem in FILES.values() if _find(folder, stem) is None] for folder in folders]
+        missing = min(lacking, key=len)
+        problem = ", ".join(missing) + (" is missing" if len(missing) == 1 else " are missing")
+    else:
+        problem = "the folder does not exist"
+    if download:
+        folder = _torchvision_download(root)
+        arrays = _load_folder(folder) if folder is not None else None
+        if arrays is not None:
+            return arrays, str(folder)
+        problem += ", and the download into it failed"
+    files = ", ".join(f"{stem}[.gz]" for stem in FILES.values())
+    raise DataError(f"Fashion-MNIST is not in data.root={root}: {problem}. Put the four IDX files ({files}) there, "
+                    "allow a download into it with data.download=true, or leave data.root unset to use the system "
+                    "copy (sudo apt-get install dataset-fashion-mnist)")
+
+
 @register_dataset("fashion_mnist", DatasetInfo(num_classes=10, in_channels=1, input_size=28))
 def fashion_mnist(root: Optional[str] = None, download: bool = True) -> DatasetSplits:
-    tried = []
-    candidates = []
     if root:
-        candidates += [Path(root), Path(root) / "FashionMNIST" / "raw"]
-    candidates += [DEBIAN_DIR, _default_cache() / "FashionMNIST" / "raw"]
+        arrays, source = _from_root(Path(root).expanduser(), download)
+        return _splits(arrays, source)
+    tried = []
+    candidates = [DEBIAN_DIR, _default_cache() / "FashionMNIST" / "raw"]
     arrays, source = None, ""
     for folder in candidates:
         tried.append(str(folder))
@@ -102,7 +132,7 @@ def fashion_mnist(root: Optional[str] = None, download: bool = True) -> DatasetS
             source = str(folder)
             break
     if arrays is None and download:
-        folder = _torchvision_download(Path(root) if root else _default_cache())
+        folder = _torchvision_download(_default_cache())
         if folder is not None:
             arrays, source = _load_folder(folder), str(folder)
     if arrays is None:
@@ -112,6 +142,10 @@ def fashion_mnist(root: Optional[str] = None, download: bool = True) -> DatasetS
             "  2. on Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist;\n"
             "  3. allow network access and keep data.download=true (torchvision downloads it)."
         )
+    return _splits(arrays, source)
+
+
+def _splits(arrays: dict, source: str) -> DatasetSplits:
     for split in ("train", "test"):
         n_img, n_lab = len(arrays[f"{split}_images"]), len(arrays[f"{split}_labels"])
         if n_img != n_lab:

@@ -2,11 +2,11 @@
 
 Writes are atomic (temporary file in the same folder, fsync, rename), so a run killed at any
 moment leaves the previous checkpoint intact. Loading uses ``weights_only=True``: a checkpoint
-can hold tensors, numbers, strings, lists and dicts, and can never run code.
+can hold tensors, numbers, strings, lists and dicts, and can never run code. A file that cannot be
+loaded so, or that lacks a field (or holds one of another type), is one CheckpointError naming it.
 """
 from __future__ import annotations
 
-import errno
 import os
 import tempfile
 from pathlib import Path
@@ -16,6 +16,8 @@ import torch
 
 from ..config import Config, apply_overrides, with_imports
 from ..errors import CheckpointError, MateError
+from ..models.pretrained import UnloadableFile, load_safely
+from .files import disk_error
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
@@ -32,9 +34,8 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
             os.unlink(tmp)
         except OSError:
             pass
-        reason = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror or str(exc)
         raise MateError(
-            f"could not write checkpoint {path}: {reason}. The previous checkpoint in that folder "
+            f"could not write checkpoint {path}: {disk_error(exc)}. The previous checkpoint in that folder "
             "is untouched; free space (or choose run.out_dir elsewhere) and resume."
         ) from None
     try:  # make the rename itself durable
@@ -47,22 +48,43 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         pass
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+# The type of each field a reader may use: every reader uses model and config, and says what else.
+FIELD_TYPES = {"model": dict, "config": dict, "epoch": int, "objective": dict, "optimizer": dict, "scheduler": dict,
+               "rng_cpu": torch.Tensor, "best_score": float, "best_epoch": int, "train_time": float}
+RESUME_FIELDS = ("epoch", "objective", "optimizer", "scheduler", "rng_cpu", "best_score", "best_epoch", "train_time")
+_KINDS = {dict: "a mapping", int: "an integer", float: "a number", torch.Tensor: "a tensor"}
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    needs: Sequence[str] = ()) -> dict[str, Any]:
+    """A checkpoint (a .pt file, or a run folder's last.pt) loaded safely. ``model``, ``config`` and
+    the fields in ``needs`` (e.g. RESUME_FIELDS) must be there with their types (FIELD_TYPES)."""
     path = Path(path)
     if path.is_dir():
         path = path / "last.pt"
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - truncated zip, forbidden pickle global, ...
-        raise CheckpointError(
-            f"checkpoint {path} cannot be loaded safely ({type(exc).__name__}: {str(exc).splitlines()[0]}). "
-            "It is corrupt, truncated, or holds objects other than tensors and plain values."
-        ) from None
-    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        state = load_safely(path, map_location)
+    except UnloadableFile as exc:
+        raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {exc}") from None
+    if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not a checkpoint written by mate")
+    check_fields(state, path, ("model", "config", *needs))
     return state
+
+
+def check_fields(state: dict[str, Any], path: str | Path, fields: Sequence[str]) -> None:
+    """One CheckpointError for the first of ``fields`` that is missing or of another type."""
+    for key in fields:
+        if key not in state:
+            raise CheckpointError(f"checkpoint {path} is malformed: '{key}' is missing")
+        kind, value = FIELD_TYPES[key], state[key]
+        if not isinstance(value, (int, float) if kind is float else kind) or isinstance(value, bool):
+            raise CheckpointError(f"checkpoint {path} is malformed: '{key}' must be {_KINDS[kind]}, "
+                                  f"got {type(value).__name__}")
+    if not all(isinstance(section, dict) for name, section in state["config"].items() if name != "imports"):
+        raise CheckpointError(f"checkpoint {path} is malformed: 'config' must map sections to mappings")
 
 
 def config_from_checkpoint(checkpoint: str | Path | dict[str, Any], overrides: Sequence[str] = (),

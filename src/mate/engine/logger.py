@@ -15,6 +15,10 @@ Biases (optional extras: ``pip install 'mate-distill[mlflow]'``, ``[wandb]``). E
 
 A tracker's run id is kept in ``trackers.json`` in the run folder, so a resumed run continues
 the same MLflow and W&B run. Only rank 0 logs (``enabled``).
+
+A crash or a full disk can cut the last line of metrics.jsonl short. Readers skip such a line; a
+resume rewrites the file to the records its checkpoint holds, and a fresh start in a folder without
+a checkpoint (after a run killed before its first one) drops the killed run's logs.
 """
 from __future__ import annotations
 
@@ -26,7 +30,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ..errors import ConfigError
+from ..errors import ConfigError, MateError
+from .files import append_line, write_file
 
 LOGGERS = ("tensorboard", "mlflow", "wandb")
 TRACKERS_FILE = "trackers.json"
@@ -306,8 +311,7 @@ class RunLogger:
         """One epoch's record (with its 1-based ``epoch``); ``step``: the optimizer steps done."""
         if not self.enabled:
             return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record, allow_nan=True) + "\n")
+        append_line(self.path, json.dumps(record, allow_nan=True))
         scalars = flatten_scalars({k: v for k, v in record.items() if k != "epoch"})
         for backend in self.backends:
             backend.log_epoch(scalars, int(record.get("epoch", 0)), step)
@@ -327,12 +331,12 @@ class RunLogger:
             backend.log_final(scalars, table, epoch)
 
     def truncate_after(self, epoch: int) -> None:
-        """On resume, drop records of epochs the checkpoint does not hold (they will be redone)."""
+        """On resume, drop records of epochs the checkpoint does not hold (they will be redone), and
+        a last line cut short."""
         if not self.enabled or not self.path.exists():
             return
-        kept = [line for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("epoch", 0) <= epoch]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        kept = [record for record in read_metrics(self.run_dir) if record.get("epoch", 0) <= epoch]
+        write_file(self.path, "".join(json.dumps(r, allow_nan=True) + "\n" for r in kept), then="resume")
 
     def close(self, success: bool = True) -> None:
         backends, self.backends = self.backends, []
@@ -341,7 +345,33 @@ class RunLogger:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The records of a run's metrics.jsonl. A last line cut short (by a crash or a full disk
+    during its write) is left out; a damaged line before it is a MateError."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text()
+    lines = text.split("\n")  # a complete file ends with "\n": its last piece is empty
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        elif number < len(lines):
+            raise MateError(f"{path}, line {number}, is not a JSON record; the file is damaged (only its last "
+                            "line can be cut short by a crash)")
+    return records
+
+
+def discard_logs(run_dir: str | Path) -> None:
+    """The logs a run folder holds from an attempt that never wrote a checkpoint (its metrics.jsonl
+    lines, TensorBoard events and tracker run ids): a fresh start replaces them."""
+    run_dir = Path(run_dir)
+    for path in [run_dir / "metrics.jsonl", run_dir / TRACKERS_FILE,
+                 *(run_dir / "tensorboard").glob("events.out.tfevents.*")]:
+        path.unlink(missing_ok=True)

@@ -34,7 +34,7 @@ def load_trained(checkpoint: str | Path, overrides: Optional[Sequence[str]] = No
     ``overrides`` (``section.key=value``) change the checkpoint's config, e.g. ``data.root=DIR``.
     """
     path = Path(checkpoint)
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, needs=("epoch",))
     config = config_from_checkpoint(state, overrides or ())
     device = resolve_device(config.run.device)
     data = build_data(config.data, device, config.run.seed)

@@ -20,7 +20,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -34,11 +34,12 @@ from ..errors import CheckpointError, ConfigError, MateError, TrainingDiverged
 from ..evaluation.logits import ExitLogits, collect_exit_logits, format_exit_table, selection_score
 from ..models import MultiExitNetwork, create_model
 from ..objectives import OBJECTIVES, create_objective
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import RESUME_FIELDS, load_checkpoint, save_checkpoint
 from .distributed import (all_reduce_sum, convert_sync_batchnorm, gather_batches, init_distributed, run_on_main,
                           wrap_for_training)
 from .ema import WeightEMA
-from .logger import RunLogger, check_loggers, flatten_params, resolve_loggers
+from .files import FolderLock, remove_temporary_files, write_file
+from .logger import RunLogger, check_loggers, discard_logs, flatten_params, resolve_loggers
 from .step import PHASES, TrainStep
 
 
@@ -118,6 +119,17 @@ def default_run_name(config: Config) -> str:
     return f"{config.data.name}-{config.model['name']}-{config.objective['name']}-s{config.run.seed}"
 
 
+def run_folder(config: Config) -> Path:
+    """A run's folder: ``run.out_dir`` (``~`` expanded) / ``run.name`` (default: default_run_name).
+    A name that leaves run.out_dir (an absolute path, or one through '..') is refused."""
+    out = Path(config.run.out_dir).expanduser()
+    name = config.run.name or default_run_name(config)
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        raise ConfigError(f"run.name={name} would put the run folder outside run.out_dir ({out}); give a folder "
+                          "name, or a relative path without '..'")
+    return out / name
+
+
 class Trainer:
     """Owns one run. ``fit()`` trains (or resumes) and returns the final results."""
 
@@ -126,12 +138,14 @@ class Trainer:
         self.config = config
         self.dist, self.device = init_distributed(resolve_device(config.run.device))
         self.logger: Optional[RunLogger] = None
+        self.lock: Optional[FolderLock] = None  # rank 0's hold on the run folder
         self._new_dirs: list[Path] = []  # folders this run created, deepest first
         try:
             self._setup(run_dir, resume, log)
         except BaseException:
             if self.logger is not None:
                 self.logger.close(success=False)
+            self._release_run_dir()
             self._remove_new_dirs()
             self._close_distributed()
             raise
@@ -153,7 +167,7 @@ class Trainer:
         loggers = resolve_loggers(config.run.loggers, config.run.tensorboard)
         check_loggers(loggers)
         self.amp = resolve_amp(config.run.amp, self.device)
-        self.run_dir = Path(run_dir) if run_dir else Path(config.run.out_dir) / (config.run.name or default_run_name(config))
+        self.run_dir = Path(run_dir).expanduser() if run_dir else run_folder(config)
         run_on_main(self.dist, lambda: self._prepare_run_dir(resume))
         if config.run.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -185,8 +199,8 @@ class Trainer:
         if resume:
             self._resume()
         elif self.is_main:
-            (self.run_dir / "config.yaml").write_text(_yaml(config))
-            (self.run_dir / "split.json").write_text(json.dumps(
+            write_file(self.run_dir / "config.yaml", _yaml(config))
+            write_file(self.run_dir / "split.json", json.dumps(
                 {"dataset": config.data.name, "split_seed": config.data.split_seed,
                  "val_indices": self.data.val_indices.tolist()}))
         self.logger = RunLogger(self.run_dir, loggers, enabled=self.is_main, project=config.run.project,
@@ -200,18 +214,26 @@ class Trainer:
         try:
             self._new_dirs = [p for p in (self.run_dir, *self.run_dir.parents) if not p.exists()]
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.run_dir / ".write_test"
-            probe.write_text("")
-            probe.unlink()
+            # Before anything is written: a second process on this folder stops here, naming this one.
+            self.lock = FolderLock(self.run_dir, "the run folder",
+                                   "wait for it to end, or train elsewhere with run.name=NEW_NAME").acquire()
         except OSError as exc:
             raise MateError(f"cannot write to the run folder {self.run_dir}: {exc.strerror}. "
                             "Choose another run.out_dir.") from None
+        remove_temporary_files(self.run_dir)  # of a checkpoint write that a kill interrupted
         has_ckpt = (self.run_dir / "last.pt").exists()
         if resume and not has_ckpt:
             raise CheckpointError(f"nothing to resume: {self.run_dir / 'last.pt'} does not exist")
         if not resume and has_ckpt:
             raise MateError(f"the run folder {self.run_dir} already holds a checkpoint. Resume it with "
                             "--resume, or pick another folder with run.name=NEW_NAME.")
+        if not resume:  # logs of an attempt killed before its first checkpoint: this run starts over
+            discard_logs(self.run_dir)
+
+    def _release_run_dir(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def _remove_new_dirs(self) -> None:
         """A run that could not start (e.g. a config error found building the model) leaves no
@@ -224,13 +246,13 @@ class Trainer:
             except OSError:  # not empty (or not ours to remove): keep it and its parents
                 break
 
-    def _load(self, name: str) -> dict:
+    def _load(self, name: str, needs: Sequence[str] = ("epoch",)) -> dict:
         """A checkpoint of this run, read by rank 0 and handed to every rank."""
-        return run_on_main(self.dist, lambda: load_checkpoint(self.run_dir / name, map_location="cpu"))
+        return run_on_main(self.dist, lambda: load_checkpoint(self.run_dir / name, "cpu", needs))
 
     def _resume(self) -> None:
-        state = self._load("last.pt")
-        check_compatible(state, self.model, self.config)
+        state = self._load("last.pt", RESUME_FIELDS)
+        check_compatible(state, self.model, self.config, self.objective)
         # The optimizer's state (its param groups) and the schedule's base learning rate come back
         # from the checkpoint, so an override of these keys could not take effect: say so.
         # A key missing from an older checkpoint had its default then.
@@ -241,20 +263,28 @@ class Trainer:
             raise ConfigError(f"--resume continues {self.run_dir} exactly, with the optimizer state it saved "
                               f"({was}); it cannot apply a new {', '.join(frozen)}. Drop the override, or "
                               "start a new run (run.name=NEW_NAME) to train with it.")
-        self.model.load_state_dict(state.get("training_model", state["model"]))
-        if self.ema:
-            self.ema.load_state_dict(state["model"])
-        self.objective.load_state_dict(state["objective"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
+        restore = {
+            "model": lambda: self.model.load_state_dict(state.get("training_model", state["model"])),
+            "EMA": lambda: self.ema.load_state_dict(state["model"]) if self.ema else None,
+            "objective": lambda: self.objective.load_state_dict(state["objective"]),
+            "optimizer": lambda: self.optimizer.load_state_dict(state["optimizer"]),
+            "scheduler": lambda: self.scheduler.load_state_dict(state["scheduler"]),
+            "gradient scaler": lambda: self.scaler.load_state_dict(state["scaler"]) if state.get("scaler") else None,
+            "random number generator": lambda: torch.set_rng_state(state["rng_cpu"]),
+            "CUDA random number generator": lambda: torch.cuda.set_rng_state_all(list(state["rng_cuda"]))
+            if torch.cuda.is_available() and state.get("rng_cuda") is not None else None,
+        }
+        for part, load in restore.items():
+            try:
+                load()
+            except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+                # Fields of the right type whose contents do not fit (e.g. an edited file).
+                reason = str(exc).splitlines()[0] if str(exc) else ""
+                raise CheckpointError(f"checkpoint {self.run_dir / 'last.pt'} is malformed: its {part} state does "
+                                      f"not fit this run ({type(exc).__name__}: {reason})") from None
         self.start_epoch = int(state["epoch"]) + 1
         self.best_score, self.best_epoch = float(state["best_score"]), int(state["best_epoch"])
         self.train_time = float(state["train_time"])
-        torch.set_rng_state(state["rng_cpu"])
-        if torch.cuda.is_available() and state.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state_all(list(state["rng_cuda"]))
         self.log(f"resumed {self.run_dir} after epoch {self.start_epoch}")
 
     def _state(self, epoch: int) -> dict:
@@ -415,6 +445,7 @@ class Trainer:
             return results
         finally:
             self.logger.close(success)
+            self._release_run_dir()
             self._close_distributed()
 
     def _fit(self) -> dict:
@@ -464,8 +495,8 @@ class Trainer:
         results = {"run_dir": str(self.run_dir), "best_epoch": int(state["epoch"]) + 1,
                    "select": self.config.run.select, "train_time_s": self.train_time, "amp": self.amp,
                    "config": self.config.to_dict(), **rows}
-        if self.is_main:
-            (self.run_dir / "results.json").write_text(json.dumps(results, indent=2))
+        if self.is_main:  # atomically: a comparison takes any run with a results.json for finished
+            write_file(self.run_dir / "results.json", json.dumps(results, indent=2), then="resume")
         results["table"] = format_exit_table(rows)
         self.logger.log_final(rows, results["table"], int(state["epoch"]) + 1)
         return results
@@ -553,25 +584,42 @@ def check_optim_options(config: Config) -> None:
         raise ConfigError(f"run.log_every must be >= 0 (0: no per-step scalars), got {config.run.log_every}")
 
 
-def check_compatible(state: dict, model: MultiExitNetwork, config: Optional[Config] = None) -> None:
-    """One clear error when a checkpoint belongs to another architecture or class count."""
+def check_compatible(state: dict, model: MultiExitNetwork, config: Optional[Config] = None,
+                     objective: Optional[nn.Module] = None) -> None:
+    """One clear error when a checkpoint belongs to another architecture or class count, or (given
+    the ``objective`` a resume continues) to another objective."""
     saved = state.get("config", {}).get("model", {})
     if config is not None and saved.get("name") != config.model["name"]:
         raise CheckpointError(f"the checkpoint holds a '{saved.get('name')}' model, the config asks for "
                               f"'{config.model['name']}'")
+    trained_with = state.get("config", {}).get("objective", {}).get("name")
+    if config is not None and objective is not None and trained_with != config.objective["name"]:
+        raise CheckpointError(f"the checkpoint was trained with objective '{trained_with}', the config asks for "
+                              f"'{config.objective['name']}'; resume with objective.name={trained_with}, or start "
+                              "a new run (run.name=NEW_NAME)")
     if state.get("num_classes") != model.num_classes or state.get("num_exits") != model.num_exits:
         raise CheckpointError(
             f"the checkpoint's model has {state.get('num_exits')} exits and {state.get('num_classes')} classes; "
             f"this model has {model.num_exits} exits and {model.num_classes} classes"
         )
     own = model.state_dict()
-    mismatched = [k for k, v in state["model"].items() if k not in own or own[k].shape != v.shape]
+    mismatched = [k for k, v in state["model"].items()
+                  if k not in own or not isinstance(v, Tensor) or own[k].shape != v.shape]
     missing = [k for k in own if k not in state["model"]]
     if mismatched or missing:
         raise CheckpointError(
             "the checkpoint does not fit this architecture (e.g. " + ", ".join((mismatched + missing)[:3]) + "); "
             "use the config it was trained with"
         )
+    if objective is not None:  # e.g. MATE's weight network at another proj_dim
+        own, saved_state = objective.state_dict(), state.get("objective", {})
+        mismatched = [k for k, v in saved_state.items()
+                      if k not in own or not isinstance(v, Tensor) or own[k].shape != v.shape]
+        missing = [k for k in own if k not in saved_state]
+        if mismatched or missing:
+            raise CheckpointError("the checkpoint's objective state does not fit this objective (e.g. "
+                                  + ", ".join((mismatched + missing)[:3]) + "); resume with the objective options "
+                                  "it was trained with")
 
 
 def train(config: Config, run_dir: Optional[str | Path] = None, resume: bool = False,

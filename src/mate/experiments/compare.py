@@ -4,9 +4,11 @@ Every run uses the same data, split, model, schedule and budget; only the object
 (and the seed) differ. A method is a registered objective name (``ce``, ``byot``, ...) or a named
 variant: an objective section in a YAML file (``configs/methods.yaml`` ships the OKDDip analogue
 and MATE's ablation variants; a variant may also change other sections, in the long form
-``{objective: {...}, model: {...}}``). Each run lives in ``RUNS/<method>-s<seed>`` (RUNS defaults to ``OUT/runs``); a finished run
-(``results.json``) is skipped and an interrupted one resumed, so the command can be re-run until
-everything is done. Model selection uses the validation split; the table reports test accuracy.
+``{objective: {...}, model: {...}}``). Each run lives in ``RUNS/<method>-s<seed>`` (RUNS defaults
+to ``OUT/runs``); a finished run (``results.json``) is skipped and an interrupted one resumed, so
+the command can be re-run until everything is done; either only when the config it records is
+the one requested (``sweep.check_recorded_configs``). Model selection uses the validation split;
+the table reports test accuracy.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from ..config import SHIPPED_CONFIGS, Config, apply_overrides, read_yaml, resolv
 from ..errors import ConfigError
 from ..objectives import OBJECTIVES
 from .launchers import LaunchOptions
-from .sweep import train_all
+from .sweep import output_folder_lock, train_all
 
 DEFAULT_VARIANTS = SHIPPED_CONFIGS / "methods.yaml"
 
@@ -102,19 +104,20 @@ def compare(config_path: Optional[str | Path], methods: Sequence[str], seeds: in
     (objectives, models, datasets), added to the base config's ``imports``.
     """
     options = options or LaunchOptions(workers=workers)
-    out_dir = Path(out_dir)
-    runs_dir = Path(runs_dir) if runs_dir else out_dir / "runs"
+    out_dir = Path(out_dir).expanduser()
+    runs_dir = Path(runs_dir).expanduser() if runs_dir else out_dir / "runs"
     # imported first: a method may be an objective that one of them registers
     base = with_imports(apply_overrides(read_yaml(config_path) if config_path else {}, overrides), imports)
     specs = load_method_specs(methods, variants_file)
     configs = {(s.name, seed): run_config(base, s, seed, runs_dir) for s in specs for seed in range(seeds)}
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "compare.json").write_text(json.dumps(
-        {"config": str(config_path), "overrides": list(overrides), "methods": [s.__dict__ for s in specs],
-         "seeds": seeds, "runs_dir": str(runs_dir)}, indent=2))
-    results = train_all(configs, options, archive_dir, log)
-    summary = summarise([s.name for s in specs], seeds, results)
-    write_outputs(out_dir, summary, results, paired_against)
+    with output_folder_lock(out_dir):
+        (out_dir / "compare.json").write_text(json.dumps(
+            {"config": str(config_path), "overrides": list(overrides), "methods": [s.__dict__ for s in specs],
+             "seeds": seeds, "runs_dir": str(runs_dir)}, indent=2))
+        results = train_all(configs, options, archive_dir, log)
+        summary = summarise([s.name for s in specs], seeds, results)
+        write_outputs(out_dir, summary, results, paired_against)
     return summary
 
 

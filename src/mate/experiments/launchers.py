@@ -5,19 +5,27 @@ code (``train_task``), so the results do not depend on which one executed them.
 A task is one run: its config (a plain dict, as in the run's config.yaml) and its folder. A run
 that fails is reported with the path of its log (``train.log`` in the run folder, or Slurm's
 own) and does not stop the others; its folder keeps ``last.pt`` when it got that far, so the next
-invocation resumes it.
+invocation resumes it. The process that trains a run holds its folder's lock (``FolderLock``) from
+before its first write, so a second comparison that shares the runs folder cannot train the same
+run at the same time: that run fails there, naming the holder.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from ..errors import ConfigError, MateError
+from ..engine.files import LOCK_ENV, FolderLock
+from ..errors import ConfigError, FolderInUse, MateError
 
 LAUNCHERS = ("local", "ray", "slurm")
+
+
+def run_folder_lock(run: Path) -> FolderLock:
+    return FolderLock(run, "the run folder", "wait for it to end, then run the same command again")
 
 
 @dataclass
@@ -82,7 +90,8 @@ def train_task(config: dict, run_dir: str, threads: Optional[int] = None, distri
     run.mkdir(parents=True, exist_ok=True)
     rank = int(os.environ.get("RANK", "0"))
     log_path = run / ("train.log" if rank == 0 else f"train.rank{rank}.log")
-    with open(log_path, "a") as log_file:
+    # Rank 0 takes the run folder before writing its log; the Trainer it calls holds it through this one.
+    with run_folder_lock(run) if rank == 0 else contextlib.nullcontext(), open(log_path, "a") as log_file:
         def log(line: str) -> None:
             log_file.write(line + "\n")
             log_file.flush()
@@ -95,6 +104,8 @@ def train_task(config: dict, run_dir: str, threads: Optional[int] = None, distri
 
 
 def _failure(task: RunTask, exc: BaseException, log_path: Optional[str] = None) -> str:
+    if isinstance(exc, FolderInUse):  # stopped before writing anything, its log included
+        return f"{type(exc).__name__}: {exc}"
     where = log_path or str(Path(task.run_dir) / "train.log")
     return f"{type(exc).__name__}: {exc} (log: {where})"
 
@@ -178,18 +189,26 @@ def _run_torchrun(tasks: Sequence[RunTask], options: LaunchOptions, report: _Rep
         run.mkdir(parents=True, exist_ok=True)
         if (run / "results.json").exists():
             continue
-        config_file = run / "launch_config.yaml"
-        config_file.write_text(yaml.safe_dump(task.config, sort_keys=False))
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={options.nproc_per_run}", "-m", "mate", "train", "--config", str(config_file),
-               f"run.out_dir={run.parent}", f"run.name={run.name}"]
-        if (run / "last.pt").exists():
-            cmd = cmd[:cmd.index("train") + 1] + ["--resume", str(run)]
-        env = dict(os.environ)
-        if options.threads:
-            env["OMP_NUM_THREADS"] = str(options.threads)
-        with open(run / "train.log", "a") as out:
-            code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+        try:
+            lock = run_folder_lock(run).acquire()
+        except FolderInUse as exc:
+            report(task, exc)
+            continue
+        try:
+            config_file = run / "launch_config.yaml"
+            config_file.write_text(yaml.safe_dump(task.config, sort_keys=False))
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   f"--nproc_per_node={options.nproc_per_run}", "-m", "mate", "train", "--config", str(config_file),
+                   f"run.out_dir={run.parent}", f"run.name={run.name}"]
+            if (run / "last.pt").exists():
+                cmd = cmd[:cmd.index("train") + 1] + ["--resume", str(run)]
+            env = {**os.environ, LOCK_ENV: lock.token}  # rank 0 trains under this process's lock
+            if options.threads:
+                env["OMP_NUM_THREADS"] = str(options.threads)
+            with open(run / "train.log", "a") as out:
+                code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+        finally:
+            lock.release()
         report(task, None if code == 0 else MateError(f"torchrun exited with {code}"))
 
 

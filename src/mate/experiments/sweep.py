@@ -7,7 +7,9 @@ a YAML file: ``{name: {key: value, ...}}`` or a list of such mappings). The pseu
 takes methods as ``mate compare`` does (objective names or variants), so ``mate compare`` is the
 sweep over ``method``. Every point × seed is a run folder ``RUNS/<point>-s<seed>`` named from its
 values; finished runs are skipped, interrupted ones resumed, failed ones retried by running the
-command again. OUT gets ``sweep.csv`` (one row per point: its values, test accuracy per exit and
+command again. A run on disk (finished, or with a checkpoint to resume) is used only when the
+config it records equals the requested one; otherwise the command stops, naming the differing
+keys, before anything is trained. OUT gets ``sweep.csv`` (one row per point: its values, test accuracy per exit and
 ensemble, mean ± std over seeds, validation score), ``runs.csv`` (one row per run), ``table.md``,
 and for each numeric key a plot of accuracy against that key, one line per value of the other
 keys, with the seed spread.
@@ -15,6 +17,7 @@ keys, with the seed spread.
 from __future__ import annotations
 
 import csv
+import inspect
 import itertools
 import json
 import re
@@ -26,8 +29,12 @@ from typing import Callable, Optional, Sequence
 
 import yaml
 
-from ..config import Config, apply_overrides, read_yaml, resolve_config_path, with_imports
+from ..config import DERIVED, Config, apply_overrides, read_yaml, resolve_config_path, with_imports
+from ..engine.files import FolderLock
+from ..engine.trainer import run_folder
 from ..errors import ConfigError, MateError
+from ..models import MODELS
+from ..objectives import OBJECTIVES
 from .launchers import LaunchOptions, RunTask, launch
 
 ARCHIVED_FILES = ("results.json", "metrics.jsonl", "config.yaml", "split.json")
@@ -140,36 +147,142 @@ def copy_finished_run(src: Path, dest: Path) -> None:
             shutil.copyfile(src / name, dest / name)
 
 
+# Keys that cannot change what a run computes, so a recorded run is reused whatever they are: where
+# its folder lies (run.out_dir, run.name: the folder it is found in), the progress bar, and the
+# trackers that report it besides metrics.jsonl.
+UNCOMPARED = ("run.out_dir", "run.name", "run.progress", "run.loggers", "run.tensorboard", "run.log_every",
+              "run.project", "run.mlflow_uri")
+_UNSET = "(unset)"
+
+
+def _plain(value):
+    """Tuples as lists, so that a signature's default equals the same value read from YAML."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def resolved_values(config: Config) -> dict:
+    """Every ``section.key`` of a config with the value it trains with: the model's and the objective's
+    defaults filled in from their signatures, as they are when the run is built."""
+    raw = config.to_dict()
+    for section, registry in (("model", MODELS), ("objective", OBJECTIVES)):
+        for key, param in registry.options(raw[section]["name"]).items():
+            if key not in DERIVED[section] and param.default is not inspect.Parameter.empty:
+                raw[section].setdefault(key, param.default)
+    return {f"{section}.{key}": _plain(value) for section, values in raw.items() for key, value in values.items()}
+
+
+def config_differences(recorded: dict, requested: Config) -> list[tuple[str, object, object]]:
+    """(key, recorded value, requested value) for every key whose values differ, UNCOMPARED left out.
+    Both configs are read through the config system, so that defaults count as given. When the
+    model or objective names differ, the name alone is reported (their options differ with it).
+    Raises ConfigError when this version cannot read the recorded config."""
+    a, b = resolved_values(Config.from_dict(recorded)), resolved_values(requested)
+    renamed = [s for s in ("model", "objective") if a[f"{s}.name"] != b[f"{s}.name"]]
+    diffs = []
+    for key in dict.fromkeys([*a, *b]):
+        if key in UNCOMPARED or (key.split(".")[0] in renamed and not key.endswith(".name")):
+            continue
+        if a.get(key, _UNSET) != b.get(key, _UNSET):
+            diffs.append((key, a.get(key, _UNSET), b.get(key, _UNSET)))
+    return diffs
+
+
+def recorded_config(folder: Path) -> Optional[dict]:
+    """The config a run on disk was trained with: results.json's when it is finished (a resume's
+    overrides included), config.yaml's while it has a checkpoint to resume; None when there is no
+    such run."""
+    try:
+        if (folder / "results.json").exists():
+            results = json.loads((folder / "results.json").read_text())
+            if isinstance(results, dict) and isinstance(results.get("config"), dict):
+                return results["config"]
+            if (folder / "config.yaml").exists():
+                return yaml.safe_load((folder / "config.yaml").read_text())
+            raise ValueError("no config recorded")
+        if (folder / "last.pt").exists() and (folder / "config.yaml").exists():
+            return yaml.safe_load((folder / "config.yaml").read_text())
+    except (ValueError, yaml.YAMLError) as exc:
+        raise MateError(f"the run in {folder} cannot be checked against the requested config: its results.json "
+                        f"or config.yaml is damaged ({exc}); delete {folder} to train it again") from None
+    return None
+
+
+def _and(items: list) -> str:
+    items = [str(i) for i in items]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def check_recorded_configs(configs: dict, archive_dir: Optional[Path]) -> None:
+    """Raise one MateError, before anything is restored or trained, when a run on disk (in its run
+    folder, or else in the archive) was trained with another config than the one requested:
+    reusing or resuming it would mix two configs under one name. Retraining it takes deleting
+    its folders, which the error names."""
+    stale = []
+    for cfg in configs.values():
+        copies = [run_folder(cfg)] + ([archive_dir / cfg.run.name] if archive_dir is not None else [])
+        found = []  # (folder, differences or None when unreadable) of every copy that records a run
+        for folder in copies:
+            recorded = recorded_config(folder)
+            if recorded is None:
+                continue
+            try:
+                found.append((folder, config_differences(recorded, cfg)))
+            except ConfigError as exc:
+                found.append((folder, f"its recorded config cannot be read by this version ({exc})"))
+        if found and found[0][1]:  # the copy a run would use (its run folder's first) differs
+            delete = [folder for folder, diffs in found if diffs]
+            stale.append((found[0][0], found[0][1], delete))
+    if not stale:
+        return
+    what = [f"{folder}: " + (diffs if isinstance(diffs, str) else
+                             ", ".join(f"{k}={_format(old)} (requested {_format(new)})" for k, old, new in diffs))
+            for folder, diffs, _ in stale]
+    one = len(stale) == 1
+    raise MateError(
+        f"{len(stale)} run{'' if one else 's'} {'was' if one else 'were'} trained with another config than "
+        f"requested: {'; '.join(what)}. To train {'it' if one else 'them'} with the requested config, delete "
+        f"{_and([f for _, _, delete in stale for f in delete])}; to reuse {'it' if one else 'them'}, request the "
+        f"config {'it was' if one else 'they were'} trained with")
+
+
 def train_all(configs: dict, options: LaunchOptions, archive_dir: Optional[str | Path] = None,
               log: Callable[[str], None] = print) -> dict:
     """Train every {key: Config} not finished yet with the launcher; returns {key: results.json}.
 
     A run found in ``archive_dir`` is restored instead of trained; every finished run is archived.
-    Raises MateError naming each failed run (and its log) after all the others have finished.
+    A run on disk whose recorded config differs from the requested one stops everything first
+    (check_recorded_configs). Raises MateError naming each failed run (and its log) after all the
+    others have finished.
     """
+    archive = Path(archive_dir).expanduser() if archive_dir is not None else None
+    check_recorded_configs(configs, archive)
     tasks = []
     for key, cfg in configs.items():
-        run_dir = Path(cfg.run.out_dir) / cfg.run.name
-        if not (run_dir / "results.json").exists() and archive_dir is not None:
-            copy_finished_run(Path(archive_dir) / cfg.run.name, run_dir)
+        run_dir = run_folder(cfg)
+        if not (run_dir / "results.json").exists() and archive is not None:
+            copy_finished_run(archive / cfg.run.name, run_dir)
         if (run_dir / "results.json").exists():
             log(f"[run] {' '.join(map(str, key))}: done already")
             continue
         tasks.append(RunTask(key, cfg.to_dict(), str(run_dir)))
-    def archive(task: RunTask) -> None:
-        if archive_dir is not None:
-            copy_finished_run(Path(task.run_dir), Path(archive_dir) / Path(task.run_dir).name)
 
-    failures = launch(tasks, options, log, on_finished=archive)
-    if archive_dir is not None:
+    def archive_run(task: RunTask) -> None:
+        if archive is not None:
+            copy_finished_run(Path(task.run_dir), archive / Path(task.run_dir).name)
+
+    failures = launch(tasks, options, log, on_finished=archive_run)
+    if archive is not None:
         for cfg in configs.values():
-            copy_finished_run(Path(cfg.run.out_dir) / cfg.run.name, Path(archive_dir) / cfg.run.name)
+            copy_finished_run(run_folder(cfg), archive / cfg.run.name)
     if failures:
         raise MateError(f"{len(failures)} of {len(configs)} runs failed (the others are finished; run the "
                         "same command again to retry them):\n"
                         + "\n".join(f"  {' '.join(map(str, k))}: {msg}" for k, msg in failures.items()))
-    return {key: json.loads((Path(c.run.out_dir) / c.run.name / "results.json").read_text())
-            for key, c in configs.items()}
+    return {key: json.loads((run_folder(c) / "results.json").read_text()) for key, c in configs.items()}
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -202,21 +315,27 @@ def sweep(config_path: Optional[str | Path], grid: Optional[dict], seeds: int, o
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     options = options or LaunchOptions()
-    out_dir = Path(out_dir)
-    runs_dir = Path(runs_dir) if runs_dir else out_dir / "runs"
+    out_dir = Path(out_dir).expanduser()
+    runs_dir = Path(runs_dir).expanduser() if runs_dir else out_dir / "runs"
     base = with_imports(apply_overrides(read_yaml(config_path) if config_path else {}, overrides), imports)
     value_sets = [(None, v) for v in expand_grid(grid)] if grid else load_points(resolve_config_path(points_file))
     points = build_points(base, value_sets, range(seeds), runs_dir, variants_file)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "sweep.json").write_text(json.dumps(
-        {"config": str(config_path), "overrides": list(overrides), "grid": grid, "points_file": str(points_file),
-         "points": [{"name": p.name, "values": p.values} for p in points], "seeds": seeds,
-         "runs_dir": str(runs_dir)}, indent=2, default=str))
-    configs = {(p.name, s): cfg for p in points for s, cfg in p.configs.items()}
-    results = train_all(configs, options, archive_dir, log)
-    rows = summarise_points(points, results)
-    write_sweep_outputs(out_dir, rows, results)
+    with output_folder_lock(out_dir):
+        (out_dir / "sweep.json").write_text(json.dumps(
+            {"config": str(config_path), "overrides": list(overrides), "grid": grid,
+             "points_file": str(points_file), "points": [{"name": p.name, "values": p.values} for p in points],
+             "seeds": seeds, "runs_dir": str(runs_dir)}, indent=2, default=str))
+        configs = {(p.name, s): cfg for p in points for s, cfg in p.configs.items()}
+        results = train_all(configs, options, archive_dir, log)
+        rows = summarise_points(points, results)
+        write_sweep_outputs(out_dir, rows, results)
     return rows
+
+
+def output_folder_lock(out_dir: Path) -> FolderLock:
+    """The hold of one comparison or sweep on its output folder (each run folder has its own)."""
+    return FolderLock(out_dir, "the output folder", "wait for it to end, or write elsewhere with --out")
 
 
 def write_sweep_outputs(out_dir: Path, rows: list[dict], results: dict) -> None:

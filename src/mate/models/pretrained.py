@@ -15,8 +15,11 @@ has and the model does not, tensors of another shape) is reported in one ``Confi
 """
 from __future__ import annotations
 
+import pickle
+import re
+import warnings
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +27,32 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 
 StateDict = Mapping[str, Tensor]
+
+
+class UnloadableFile(ValueError):
+    """A file torch.load(weights_only=True) refuses; the message says why, in words."""
+
+
+def load_safely(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain values, never code. The one place
+    mate reads a .pt file (checkpoints and pretrained weights alike). A refusal is UnloadableFile,
+    whose message never repeats torch's advice to load the file with weights_only=False: that
+    would run whatever code the file holds."""
+    try:
+        with warnings.catch_warnings():  # e.g. torch's note on the pickle protocol: the error says it all
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated zip, forbidden pickle global, random bytes, ...
+        if Path(path).stat().st_size == 0:
+            raise UnloadableFile("the file is empty") from None
+        if isinstance(exc, pickle.UnpicklingError):
+            forbidden = re.search(r"GLOBAL ([\w.]+)", str(exc))
+            if forbidden:
+                raise UnloadableFile(
+                    f"it holds a Python object ({forbidden.group(1)}) that only running code could rebuild; "
+                    "a checkpoint written by mate holds tensors and plain values only") from None
+        raise UnloadableFile("it is not a PyTorch file of tensors and plain values (it is truncated or "
+                             "corrupt, or holds other Python objects)") from None
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, Tensor], bool]:
@@ -43,8 +72,10 @@ def read_weights(path: str | Path) -> tuple[dict[str, Tensor], bool]:
 
             state = load_file(str(path), device="cpu")
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - truncated zip, forbidden pickle global, missing safetensors, ...
+            state = load_safely(path)
+    except UnloadableFile as exc:
+        raise ConfigError(f"model.pretrained={path} cannot be read as weights: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a corrupt .safetensors file, safetensors missing, ...
         raise ConfigError(f"model.pretrained={path} cannot be read as weights ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     is_mate = isinstance(state, dict) and "model" in state and "config" in state
