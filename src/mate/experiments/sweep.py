@@ -24,9 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-import yaml
-
-from ..config import Config, apply_overrides, read_yaml, resolve_config_path
+from ..config import Config, apply_overrides, read_yaml, resolve_config_path, yaml_load
 from ..errors import ConfigError, MateError
 from .launchers import LaunchOptions, RunTask, launch
 
@@ -52,7 +50,7 @@ def parse_grid(items: Sequence[str]) -> dict:
             raise ConfigError(f"--grid key '{key}' must be section.key (e.g. optim.lr) or 'method'")
         if key in grid:
             raise ConfigError(f"--grid key '{key}' is given twice")
-        grid[key] = [yaml.safe_load(v) if v.strip() else "" for v in text.split(",")]
+        grid[key] = [yaml_load(v) if v.strip() else "" for v in text.split(",")]
     return grid
 
 
@@ -62,7 +60,7 @@ def expand_grid(grid: dict) -> list[dict]:
 
 
 def load_points(path: str | Path) -> list[tuple[Optional[str], dict]]:
-    raw = yaml.safe_load(Path(path).read_text())
+    raw = yaml_load(Path(path).read_text())
     if isinstance(raw, dict):
         items = list(raw.items())
     elif isinstance(raw, list):
