@@ -21,7 +21,8 @@ from typing import Annotated, Any, Literal, Optional, Sequence
 import yaml
 
 from .errors import ConfigError
-from .options import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range, UnitFloat, coerce
+from .options import (NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range, UnitFloat, coerce,
+                      format_value, range_text, type_text)
 
 BelowOne = Annotated[float, Range(0, 1, open_high=True)]  # [0, 1): decays, smoothing, Adam's betas
 ShareOfOne = Annotated[float, Range(0, 1, open_low=True)]  # (0, 1]: crop areas and sides
@@ -321,3 +322,35 @@ def check_config(config: Config) -> None:
     """The config check, on a Config built in code (``load_config`` runs it on files and overrides)."""
     Config.from_dict(config.to_dict())
 
+
+# -- the options, as mate list --options and docs/config_reference.md show them ------------------------
+
+
+@dataclass(frozen=True)
+class OptionInfo:
+    key: str  # section.key
+    type: str  # the values it takes: int, float or null, 'sgd' | 'adamw', ...
+    default: str  # as written in YAML
+    range: str  # e.g. >= 0, in [0, 1]; empty when the type says it all
+    help: str  # one line of meaning
+
+
+def section_options(section: str) -> list[OptionInfo]:
+    """The keys of the fixed section ``section`` (data, optim, run), from its dataclass's fields."""
+    klass = SECTIONS[section]
+    hints = typing.get_type_hints(klass, include_extras=True)
+    out = []
+    for f in dataclasses.fields(klass):
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        out.append(OptionInfo(f"{section}.{f.name}", type_text(hints[f.name]), format_value(default),
+                              range_text(hints[f.name]), f.metadata["help"]))
+    return out
+
+
+def registered_options(section: str, name: str) -> list[OptionInfo]:
+    """The config keys of the registered model or objective ``name``, from its signature (type,
+    default, range) and the ``Args:`` of its docstring (meaning)."""
+    meanings = _registry(section).meanings(name)
+    return [OptionInfo(f"{section}.{key}", type_text(p.annotation), format_value(p.default),
+                       range_text(p.annotation), meanings.get(key, ""))
+            for key, p in config_options(section, name).items()]
