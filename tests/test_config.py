@@ -176,3 +176,10 @@ def test_yaml_errors_are_one_line(tmp_path):
         load_config(bad)
     assert str(info.value) == (f"config file {bad} is not valid YAML: expected <block end>, but found "
                                "'<block mapping start>' at line 3, column 2")
+
+
+def test_an_integer_too_large_for_a_float_is_refused_where_a_float_belongs():
+    digits = "9" * 400
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [f"optim.lr={digits}"])
+    assert str(info.value) == f"config key 'optim.lr' must be a finite number, got {digits}"

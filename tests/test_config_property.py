@@ -20,7 +20,7 @@ from mate.objectives import list_objectives
 
 CONFIGS = 700
 BUILD_EVERY = 8  # build the model and objective of every 8th config that validates
-VALUES = [None, True, False, 0, 1, 2, 3, -1, -5, 7, 10**12, 0.0, 0.5, 0.999, 1.0, 1.5, -0.5, -1e-4, math.inf,
+VALUES = [None, True, False, 0, 1, 2, 3, -1, -5, 7, 10**12, -10**400, 0.0, 0.5, 0.999, 1.0, 1.5, -0.5, -1e-4, math.inf,
           -math.inf, math.nan, "", "abc", "d1", "auto", "sgd", "mean", "tensorboard", "uniform", [], [1], [1, 2],
           [3, 1], [0], [-1], [0.5, 0.9], [math.nan], ["x"], [[1]], {}, {"a": 1}]
 # Values as typed after section.key= (parsed as YAML, as mate train's overrides are).

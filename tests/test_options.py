@@ -80,7 +80,7 @@ def test_docstring_args_sections_are_read_as_one_line_each():
 
 
 @pytest.mark.parametrize("rule, text, inside, outside", [
-    (Range(0), ">= 0", [0, 0.0, 5, 1e300], [-1, -1e-9, float("inf"), float("nan")]),
+    (Range(0), ">= 0", [0, 0.0, 5, 1e300, 10**400], [-1, -1e-9, -10**400, float("inf"), float("nan")]),
     (Range(1), ">= 1", [1, 2], [0, -1]),
     (Range(0, open_low=True), "> 0", [1e-9, 3], [0, -1, float("inf")]),
     (Range(0, 1), "in [0, 1]", [0, 0.5, 1], [-0.1, 1.1, float("nan")]),
@@ -130,6 +130,11 @@ def test_list_options_of_a_model_and_a_section(capsys):
     assert row(lines, "optim.milestones")[:4] == ["optim.milestones", "list of int", "[75, 130, 180]", "each >= 0"]
 
 
+def test_list_options_of_the_model_section_shows_every_model(capsys):
+    titles = [line.split(":")[0] for line in listing(capsys, "model") if line and not line.startswith(" ")]
+    assert titles == [f"model {m}" for m in list_models()]
+
+
 def test_list_options_of_a_dataset_shows_its_shape_and_the_data_keys(capsys):
     lines = listing(capsys, "cifar100")
     assert lines[:3] == ["data section: The dataset (data.name), its splits, augmentation and loaders.",
@@ -141,7 +146,7 @@ def test_list_options_of_an_unknown_name_or_markdown_alone_is_one_error_line(cap
     assert main(["list", "--options", "resnet19"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("mate: error: no section, model, objective or dataset is named 'resnet19'; sections: "
-                          "data, optim, run; models: ") and err.count("\n") == 1
+                          "data, model, objective, optim, run; models: ") and err.count("\n") == 1
     assert main(["list", "--markdown"]) == 2
     assert capsys.readouterr().err == "mate: error: --markdown goes with --options (e.g. mate list --options --markdown)\n"
 

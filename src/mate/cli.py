@@ -275,8 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="The registered models, objectives and datasets; with --options, config keys "
                                    "with their type, default, valid range and meaning.")
     p.add_argument("--options", nargs="?", const="", metavar="NAME",
-                   help="the options of a model, objective or dataset, or of a section (data, optim, run); "
-                        "without NAME, every option")
+                   help="the options of a model, objective or dataset, or of a section (data, model, objective, "
+                        "optim, run); without NAME, every option")
     p.add_argument("--markdown", action="store_true",
                    help="with --options: Markdown tables (--options --markdown is docs/config_reference.md)")
     p.set_defaults(func=cmd_list)

@@ -42,7 +42,7 @@ class Range:
         return f"{'<' if self.open_high else '<='} {_number(self.high)}"
 
     def __contains__(self, value: float) -> bool:
-        if not math.isfinite(value):
+        if not _finite(value):
             return False
         if self.low is not None and (value <= self.low if self.open_low else value < self.low):
             return False
@@ -58,12 +58,17 @@ class Range:
                 self.check(f"{key}[{i}]", element)
             return
         if value not in self:
-            finite = "" if math.isfinite(value) else "a finite number "
+            finite = "" if _finite(value) else "a finite number "
             raise ConfigError(f"config key '{key}' must be {finite}{self}, got {value!r}")
 
 
 def _number(x: float) -> str:
     return f"{x:g}"
+
+
+def _finite(value: float) -> bool:
+    # an int is finite however large (math.isfinite would overflow converting 10**400 to a float)
+    return isinstance(value, int) or math.isfinite(value)
 
 
 def _is_list(annotation: Any) -> bool:
@@ -124,7 +129,10 @@ def coerce(key: str, value: Any, annotation: Any) -> Any:
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond the floats' range
+            raise ConfigError(f"config key '{key}' must be a finite number, got {value!r}") from None
     if annotation is str:
         if not isinstance(value, str):
             raise ConfigError(f"config key '{key}' must be a string, got {value!r}")

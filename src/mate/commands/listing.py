@@ -1,7 +1,7 @@
 """``mate list``: the registered models, objectives and datasets, and every config option.
 
 ``mate list --options NAME`` shows the options of a model, objective or dataset, or of a section
-(data, optim, run): type, default, range and meaning, read from the code (``mate.config``'s
+(data, optim, run; model and objective: every registered one's): type, default, range and meaning, read from the code (``mate.config``'s
 fields, the registered factories' signatures and docstrings), so the listing cannot drift from
 what the config check enforces. ``--markdown`` prints Markdown; without NAME, that is
 docs/config_reference.md.
@@ -19,6 +19,7 @@ from ..models import list_models
 from ..objectives import list_objectives
 
 COLUMNS = ("key", "type", "default", "range", "meaning")
+SECTION_NAMES = ("data", "model", "objective", "optim", "run")  # model, objective: every registered one's
 REFERENCE_INTRO = """\
 # Config reference
 
@@ -68,12 +69,14 @@ def option_blocks(name: str) -> list[Block]:
                 + [_registered("model", m) for m in list_models()]
                 + [_registered("objective", o) for o in list_objectives()])
     blocks = [_section(name)] if name in SECTIONS else []
+    blocks += [_registered("model", m) for m in list_models()] if name == "model" else []
+    blocks += [_registered("objective", o) for o in list_objectives()] if name == "objective" else []
     blocks += [_registered("model", name)] if name in list_models() else []
     blocks += [_registered("objective", name)] if name in list_objectives() else []
     blocks += [_section("data", datasets=[name])] if name in DATASETS else []
     if not blocks:
         raise ConfigError(f"no section, model, objective or dataset is named {name!r}; sections: "
-                          f"{', '.join(SECTIONS)}; models: {', '.join(list_models())}; objectives: "
+                          f"{', '.join(SECTION_NAMES)}; models: {', '.join(list_models())}; objectives: "
                           f"{', '.join(list_objectives())}; datasets: {', '.join(list_datasets())}")
     return blocks
 
