@@ -11,7 +11,7 @@ SRC = Path(__file__).parents[1] / "src"
 
 # Bottom to top. A module belongs to the layer of its longest listed prefix.
 LAYERS = [
-    ("base", ["mate._version", "mate.errors", "mate.plugins", "mate.registry", "mate.runtime"]),
+    ("base", ["mate._version", "mate.errors", "mate.options", "mate.plugins", "mate.registry", "mate.runtime"]),
     ("data", ["mate.data"]),
     ("models", ["mate.models"]),
     ("objectives", ["mate.objectives"]),

@@ -96,12 +96,36 @@ def test_wrong_config_key_or_value(tmp_path, capsys, override, message):
     assert error_line(capsys).startswith("mate: error: " + message)
 
 
+@pytest.mark.parametrize("override, message", [
+    ("optim.epochs=-1", "config key 'optim.epochs' must be >= 1, got -1"),
+    ("optim.epochs=0", "config key 'optim.epochs' must be >= 1, got 0"),
+    ("optim.lr=-0.1", "config key 'optim.lr' must be >= 0, got -0.1"),
+    ("optim.weight_decay=-1e-4", "config key 'optim.weight_decay' must be >= 0, got -0.0001"),
+    ("data.val_size=-5", "config key 'data.val_size' must be >= 0, got -5"),
+    ("data.test_subset=0", "config key 'data.test_subset' must be >= 1, got 0"),
+    ("data.train_subset=-1", "config key 'data.train_subset' must be >= 1, got -1"),
+    ("data.crop_padding=-1", "config key 'data.crop_padding' must be >= 0, got -1"),
+    ("model.width=0", "config key 'model.width' must be >= 1, got 0"),
+    ("objective.kd_weight=-1", "config key 'objective.kd_weight' must be >= 0, got -1.0"),
+    ("objective.rampup_epochs=-1", "config key 'objective.rampup_epochs' must be >= 0, got -1.0"),
+    ("optim.warmup_epochs=-1", "config key 'optim.warmup_epochs' must be >= 0, got -1.0"),
+    ("optim.lr=.nan", "config key 'optim.lr' must be a finite number >= 0, got nan"),
+])
+def test_values_out_of_range_stop_before_anything_is_read_or_built(tmp_path, capsys, override, message):
+    """The range check runs on the config, before the data is looked for (it is not there: the
+    error would otherwise be that it was not found) and before any run folder exists."""
+    out = tmp_path / "runs"
+    assert main(["train", "data.download=false", f"run.out_dir={out}", override]) == 2
+    assert error_line(capsys) == "mate: error: " + message
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["model.exit_stages=[1,2,3,5]"], "exit_stages must be stage numbers in 1..4, got [1, 2, 3, 5]"),
     (["model.exit_stages=[4]"], "objective 'mate' needs a model with at least 2 exits"),
     (["data.batch_size=4096"], "data.batch_size=4096 is larger than the 512 training images"),
     (["data.val_size=6000"], "data.val_size=6000 leaves no training images (6000 in all)"),
-    (["data.batch_size=0"], "data.batch_size must be positive, got 0"),
+    (["data.batch_size=0"], "config key 'data.batch_size' must be >= 1, got 0"),
     (["data.image_size=32"], "data.image_size=32: fashion_mnist holds 28x28 images, used at their own size; "
                              "data.image_size resizes datasets of image files only (leave it unset)"),
     (["data.eval_crop=0.9"], "data.eval_crop=0.9 applies to streamed evaluation only: fashion_mnist is held in "

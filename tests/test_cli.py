@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from mate.cli import main
+from mate.config import config_to_yaml, load_config, yaml_load
 
 ROOT = Path(__file__).parents[1]
 
@@ -24,6 +25,26 @@ def test_list(capsys):
     assert main(["list"]) == 0
     text = capsys.readouterr().out
     assert "resnet18" in text and "mate" in text and "fashion_mnist" in text
+
+
+def test_print_config_shows_the_resolved_config_and_creates_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    overrides = ["optim.lr=5e-4", "model.width=16", f"run.out_dir={tmp_path / 'runs'}"]
+    assert main(["train", "--config", "cifar100_resnet18", *overrides, "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert out == config_to_yaml(load_config("cifar100_resnet18", overrides))
+    assert "\n  lr: 0.0005\n" in out and "\n  width: 16\n" in out and "\n  name: cifar100\n" in out
+    assert list(tmp_path.iterdir()) == []  # no run folder, no data
+
+
+def test_print_config_of_a_run_to_resume_changes_nothing(tiny_run, capsys):
+    run = Path(tiny_run("ce")["run_dir"])
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
+    assert main(["train", "--resume", str(run), "--print-config", "optim.epochs=5"]) == 0
+    printed = yaml_load(capsys.readouterr().out)
+    saved = yaml_load((run / "config.yaml").read_text())
+    assert printed["optim"] == {**saved["optim"], "epochs": 5} and printed["model"] == saved["model"]
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before
 
 
 def test_config_error_is_one_line_without_traceback():

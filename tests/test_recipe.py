@@ -119,17 +119,23 @@ def test_sgd_is_the_default_optimizer_with_its_keys():
 
 # -- validation ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("override,message", [
-    ("optim.accumulate_steps=0", "optim.accumulate_steps must be at least 1, got 0"),
-    ("optim.clip_grad_norm=-1", "optim.clip_grad_norm must be >= 0 (0: no clipping), got -1.0"),
-    ("optim.ema_decay=1", "optim.ema_decay must be in [0, 1) (0: no EMA; e.g. 0.999), got 1.0"),
-    ("optim.label_smoothing=1.5", "optim.label_smoothing must be in [0, 1), got 1.5"),
-    ("optim.betas=[0.9]", "optim.betas must be two numbers in [0, 1) (AdamW's beta1, beta2), got [0.9]"),
-    ("run.log_every=-5", "run.log_every must be >= 0 (0: no per-step scalars), got -5"),
+    ("optim.accumulate_steps=0", "config key 'optim.accumulate_steps' must be >= 1, got 0"),
+    ("optim.clip_grad_norm=-1", "config key 'optim.clip_grad_norm' must be >= 0, got -1.0"),
+    ("optim.ema_decay=1", "config key 'optim.ema_decay' must be in [0, 1), got 1.0"),
+    ("optim.label_smoothing=1.5", "config key 'optim.label_smoothing' must be in [0, 1), got 1.5"),
+    ("optim.betas=[0.9,1.0]", "config key 'optim.betas[1]' must be in [0, 1), got 1.0"),
+    ("run.log_every=-5", "config key 'run.log_every' must be >= 0, got -5"),
 ])
 def test_recipe_values_out_of_range_are_one_clear_error(override, message):
     with pytest.raises(ConfigError) as info:
-        check_optim_options(load_config(None, [override]))
+        load_config(None, [override])
     assert str(info.value) == message
+
+
+def test_adam_betas_are_two():
+    with pytest.raises(ConfigError) as info:
+        check_optim_options(load_config(None, ["optim.betas=[0.9]"]))
+    assert str(info.value) == "optim.betas must be two numbers in [0, 1) (AdamW's beta1, beta2), got [0.9]"
 
 
 def test_nesterov_with_adamw_and_unknown_optimizers_are_refused():

@@ -30,6 +30,8 @@ examples:
   mate compare --config fashion_mnist_bench --methods ce,byot,mate --seeds 3 --out runs/cmp
   mate report runs/fashion_mnist-resnet18-mate-s0      curves and learning-gap plots
   mate list                                           registered models, objectives, datasets
+  mate list --options mate                            MATE's options: type, default, range, meaning
+  mate train --config cifar100_resnet18 --print-config      the resolved config, nothing trained
   mate flops runs/fashion_mnist-resnet18-mate-s0/best.pt    FLOPs and parameters per exit
   mate budget RUN_A/best.pt RUN_B/best.pt --out budget      accuracy vs average FLOPs, one plot
   mate predict RUN/best.pt --budget 30 --split test         batched early exit at 30 MFLOPs/sample
@@ -60,7 +62,8 @@ def _split_overrides(items: Sequence[str]) -> tuple[list[str], list[str]]:
 def cmd_train(args: argparse.Namespace) -> int:
     from .commands.train import train_command
 
-    return train_command(args.config, args.overrides, resume=args.resume, imports=args.imports)
+    return train_command(args.config, args.overrides, resume=args.resume, imports=args.imports,
+                         print_config=args.print_config)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -169,7 +172,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from .commands.listing import list_command
 
-    return list_command()
+    return list_command(options=args.options, markdown=args.markdown)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train, validate every epoch, keep last/best checkpoints, test the best.")
     p.add_argument("--config", help="YAML file or shipped config name (default: fashion_mnist_quick)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config (file, then overrides) as YAML and exit: nothing is trained "
+                        "or written")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optim.lr=0.05")
     _add_import_arg(p)
     p.set_defaults(func=cmd_train)
@@ -282,7 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_import_arg(p)
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("list", help="registered models, objectives and datasets")
+    p = sub.add_parser("list", help="registered models, objectives and datasets; every config option",
+                       description="The registered models, objectives and datasets; with --options, config keys "
+                                   "with their type, default, valid range and meaning.")
+    p.add_argument("--options", nargs="?", const="", metavar="NAME",
+                   help="the options of a model, objective or dataset, or of a section (data, model, objective, "
+                        "optim, run); without NAME, every option")
+    p.add_argument("--markdown", action="store_true",
+                   help="with --options: Markdown tables (--options --markdown is docs/config_reference.md)")
     _add_import_arg(p)
     p.set_defaults(func=cmd_list)
     return parser

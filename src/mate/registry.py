@@ -5,6 +5,7 @@ import inspect
 from typing import Any, Callable, Dict, Generic, TypeVar
 
 from .errors import ConfigError
+from .options import coerce, declares_values, documented_args
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,6 +56,10 @@ class Registry(Generic[F]):
             if k != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
         }
 
+    def meanings(self, name: str) -> Dict[str, str]:
+        """One line per documented option: the ``Args:`` section of the factory's docstring."""
+        return documented_args(self.get(name))
+
     def create(self, name: str, **kwargs: Any) -> Any:
         factory = self.get(name)
         allowed = self.options(name)
@@ -64,4 +69,9 @@ class Registry(Generic[F]):
                 f"{self.kind} '{name}' has no option {', '.join(repr(u) for u in unknown)}; "
                 f"its options are: {', '.join(sorted(allowed))}"
             )
+        # The declared ranges and choices hold for values passed from Python too, not only for
+        # those read from a config (which mate.config has checked already).
+        for key, value in kwargs.items():
+            if declares_values(allowed[key].annotation):
+                coerce(f"{self.kind}.{key}", value, allowed[key].annotation)
         return factory(**kwargs)

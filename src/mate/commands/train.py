@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..config import load_config, resolve_config_path
+from ..config import config_to_yaml, load_config, resolve_config_path
 from ..engine import config_from_checkpoint, train
 from .common import is_main_process
 
@@ -12,10 +12,11 @@ DEFAULT_CONFIG = "fashion_mnist_quick"  # the main job's config, shipped with th
 
 
 def train_command(config: Optional[str] = None, overrides: Sequence[str] = (), resume: Optional[str] = None,
-                  imports: Sequence[str] = ()) -> int:
+                  imports: Sequence[str] = (), print_config: bool = False) -> int:
     """Train from ``config`` (a YAML file or shipped name; default: the main job's) with overrides,
     or continue the run folder ``resume`` (its own config unless ``config`` is given). ``imports``:
-    modules of your own, recorded in the run's config."""
+    modules of your own, recorded in the run's config. ``print_config``: print the config that
+    would train, as YAML, and stop there."""
     if resume:
         run_dir = Path(resume)
         run_dir = run_dir.parent if run_dir.suffix == ".pt" else run_dir
@@ -23,10 +24,16 @@ def train_command(config: Optional[str] = None, overrides: Sequence[str] = (), r
             cfg = load_config(config, overrides, imports)
         else:
             cfg = config_from_checkpoint(run_dir / "last.pt", overrides, imports)
+        if print_config:
+            print(config_to_yaml(cfg), end="")
+            return 0
         results = train(cfg, run_dir=run_dir, resume=True, log=print)
     else:
         path = config or resolve_config_path(DEFAULT_CONFIG)
         cfg = load_config(path, overrides, imports)
+        if print_config:
+            print(config_to_yaml(cfg), end="")
+            return 0
         if is_main_process():
             print(f"config: {path}")
         results = train(cfg, log=print)

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.profiler import record_function
 
 from .._version import __version__
-from ..config import Config, OptimConfig
+from ..config import Config, OptimConfig, check_config
 from ..data import DatasetInfo, DatasetSplits, build_data, epoch_seed
 from ..data.build import Loader
 from ..errors import CheckpointError, ConfigError, MateError, TrainingDiverged
@@ -162,6 +162,7 @@ class Trainer:
         self.rank, self.world_size = self.dist.rank, self.dist.world_size
         self.is_main = self.dist.is_main
         self.log = log if self.is_main else (lambda message: None)
+        check_config(config)  # every key's type and range, for a Config built in code too
         check_run_options(config, self.device, self.world_size)
         check_optim_options(config)
         loggers = resolve_loggers(config.run.loggers, config.run.tensorboard)
@@ -548,40 +549,24 @@ class DivergenceWatch:
 
 
 def check_run_options(config: Config, device: torch.device, world_size: int) -> None:
-    """Combinations no single key can reject on its own."""
+    """Combinations no single key can reject on its own (each key's range is the config's check)."""
     r, d = config.run, config.data
-    if r.val_every < 1:
-        raise ConfigError(f"run.val_every must be at least 1, got {r.val_every}")
-    if not config.optim.backbone_lr_scale > 0:
-        raise ConfigError(f"optim.backbone_lr_scale must be positive, got {config.optim.backbone_lr_scale}")
     if r.amp == "fp16" and device.type != "cuda":
         raise ConfigError(f"run.amp=fp16 needs a CUDA device (float16 autocast with a gradient scaler); "
                           f"this run is on {device.type}. Use run.amp=bf16, or run.amp=none")
     for key, value in (("data.batch_size", d.batch_size), ("data.eval_batch_size", d.eval_batch_size)):
-        if value <= 0:
-            raise ConfigError(f"{key} must be positive, got {value}")
         if value % world_size:
             raise ConfigError(f"{key}={value} is not divisible by the {world_size} processes: the global "
                               f"batch is split evenly; use a multiple of {world_size}")
 
 
 def check_optim_options(config: Config) -> None:
-    """Ranges of the recipe options (``optim.*``) and of ``run.log_every``."""
+    """What the recipe options (``optim.*``) need beyond each key's range (the config's check)."""
     o = config.optim
-    if o.accumulate_steps < 1:
-        raise ConfigError(f"optim.accumulate_steps must be at least 1, got {o.accumulate_steps}")
-    if o.clip_grad_norm < 0:
-        raise ConfigError(f"optim.clip_grad_norm must be >= 0 (0: no clipping), got {o.clip_grad_norm}")
-    if not 0.0 <= o.ema_decay < 1.0:
-        raise ConfigError(f"optim.ema_decay must be in [0, 1) (0: no EMA; e.g. 0.999), got {o.ema_decay}")
-    if not 0.0 <= o.label_smoothing < 1.0:
-        raise ConfigError(f"optim.label_smoothing must be in [0, 1), got {o.label_smoothing}")
-    if len(o.betas) != 2 or not all(0.0 <= b < 1.0 for b in o.betas):
+    if len(o.betas) != 2:
         raise ConfigError(f"optim.betas must be two numbers in [0, 1) (AdamW's beta1, beta2), got {o.betas}")
     if o.name == "adamw" and o.nesterov:
         raise ConfigError("optim.nesterov=true applies to SGD only; drop it for optim.name=adamw")
-    if config.run.log_every < 0:
-        raise ConfigError(f"run.log_every must be >= 0 (0: no per-step scalars), got {config.run.log_every}")
 
 
 def check_compatible(state: dict, model: MultiExitNetwork, config: Optional[Config] = None,

@@ -19,9 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-import yaml
-
-from ..config import SHIPPED_CONFIGS, Config, apply_overrides, read_yaml, resolve_config_path, with_imports
+from ..config import SHIPPED_CONFIGS, Config, apply_overrides, read_yaml, resolve_config_path, with_imports, yaml_load
 from ..errors import ConfigError
 from ..objectives import OBJECTIVES
 from .launchers import LaunchOptions
@@ -41,7 +39,7 @@ def load_method_specs(methods: Sequence[str], variants_file: Optional[str | Path
     variants: dict = {}
     for path in [DEFAULT_VARIANTS] + ([resolve_config_path(variants_file)] if variants_file else []):
         if path.is_file():
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml_load(path.read_text()) or {}
             if not isinstance(raw, dict):
                 raise ConfigError(f"variants file {path} must map method names to objective sections")
             variants.update(raw)

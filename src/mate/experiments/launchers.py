@@ -182,7 +182,7 @@ def _run_torchrun(tasks: Sequence[RunTask], options: LaunchOptions, report: _Rep
     import subprocess
     import sys
 
-    import yaml
+    from ..config import yaml_dump
 
     for task in tasks:
         run = Path(task.run_dir)
@@ -196,7 +196,7 @@ def _run_torchrun(tasks: Sequence[RunTask], options: LaunchOptions, report: _Rep
             continue
         try:
             config_file = run / "launch_config.yaml"
-            config_file.write_text(yaml.safe_dump(task.config, sort_keys=False))
+            config_file.write_text(yaml_dump(task.config))
             cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                    f"--nproc_per_node={options.nproc_per_run}", "-m", "mate", "train", "--config", str(config_file),
                    f"run.out_dir={run.parent}", f"run.name={run.name}"]

@@ -29,7 +29,7 @@ from typing import Callable, Optional, Sequence
 
 import yaml
 
-from ..config import DERIVED, Config, apply_overrides, read_yaml, resolve_config_path, with_imports
+from ..config import DERIVED, Config, apply_overrides, read_yaml, resolve_config_path, with_imports, yaml_load
 from ..engine.files import FolderLock
 from ..engine.trainer import run_folder
 from ..errors import ConfigError, MateError
@@ -59,7 +59,7 @@ def parse_grid(items: Sequence[str]) -> dict:
             raise ConfigError(f"--grid key '{key}' must be section.key (e.g. optim.lr) or 'method'")
         if key in grid:
             raise ConfigError(f"--grid key '{key}' is given twice")
-        grid[key] = [yaml.safe_load(v) if v.strip() else "" for v in text.split(",")]
+        grid[key] = [yaml_load(v) if v.strip() else "" for v in text.split(",")]
     return grid
 
 
@@ -69,7 +69,7 @@ def expand_grid(grid: dict) -> list[dict]:
 
 
 def load_points(path: str | Path) -> list[tuple[Optional[str], dict]]:
-    raw = yaml.safe_load(Path(path).read_text())
+    raw = yaml_load(Path(path).read_text())
     if isinstance(raw, dict):
         items = list(raw.items())
     elif isinstance(raw, list):
@@ -201,10 +201,10 @@ def recorded_config(folder: Path) -> Optional[dict]:
             if isinstance(results, dict) and isinstance(results.get("config"), dict):
                 return results["config"]
             if (folder / "config.yaml").exists():
-                return yaml.safe_load((folder / "config.yaml").read_text())
+                return yaml_load((folder / "config.yaml").read_text())
             raise ValueError("no config recorded")
         if (folder / "last.pt").exists() and (folder / "config.yaml").exists():
-            return yaml.safe_load((folder / "config.yaml").read_text())
+            return yaml_load((folder / "config.yaml").read_text())
     except (ValueError, yaml.YAMLError) as exc:
         raise MateError(f"the run in {folder} cannot be checked against the requested config: its results.json "
                         f"or config.yaml is damaged ({exc}); delete {folder} to train it again") from None

@@ -102,12 +102,15 @@ class HeadExit(nn.Module):
 class MultiExitNetwork(nn.Module):
     """A backbone cut into stages, with one exit after each selected stage.
 
-    ``exit_stages`` picks which stages carry an exit (default: all); the last stage always
-    does. Shapes of every stage are found once by a dry run at ``input_size``.
+    Shapes of every stage are found once by a dry run at ``input_size``. Every model factory
+    passes its ``exit_stages`` option on, so its meaning is documented here, once.
 
-    ``exits``: one module per exit (per selected stage, in order), each mapping its block's
-    output to ``(feature, logits)``; by default BYOT resize exits and a ``HeadExit``, built from
-    the dry run's shapes. ``feature_dim`` is then the exits' feature size, read from a dry run.
+    Args:
+        exit_stages: the stages that carry an exit, counted from 1 (default: all); the last stage
+            always has one.
+        exits: one module per exit (per selected stage, in order), each mapping its block's output
+            to ``(feature, logits)``; by default BYOT resize exits and a ``HeadExit``, built from
+            the dry run's shapes. ``feature_dim`` is then the exits' feature size, read from a dry run.
 
     The *backbone* is the stem and the stages (``backbone_parameters``): what pretrained
     weights fill, and what ``parameter_groups`` can train at a smaller learning rate.

@@ -20,6 +20,7 @@ from typing import Optional, Sequence, Union
 
 from torch import nn
 
+from ..options import PositiveInt
 from .base import MultiExitNetwork
 from .pretrained import download_failed, load_checkpoint_backbone, load_weights, read_weights, under
 from .registry import register_model
@@ -76,14 +77,29 @@ def load_torchvision_weights(net: MultiExitNetwork, tv: nn.Module, arch: str, pr
 
 
 @register_model("imagenet_resnet18")
-def imagenet_resnet18(num_classes: int = 1000, in_channels: int = 3, width: int = 64, input_size: int = 224,
+def imagenet_resnet18(num_classes: int = 1000, in_channels: int = 3, width: PositiveInt = 64, input_size: int = 224,
                       exit_stages: Optional[Sequence[int]] = None,
                       pretrained: Union[bool, str] = False) -> MultiExitNetwork:
+    """torchvision's ResNet-18.
+
+    Args:
+        width: channels of the stem and the first stage (64 in the published network); the stages double it.
+        pretrained: false; true for torchvision's ImageNet weights (downloaded); or a file: a state dict
+            of torchvision's resnet18 or a mate checkpoint of this model (its backbone).
+    """
     return imagenet_resnet("resnet18", num_classes, in_channels, width, input_size, exit_stages, pretrained)
 
 
 @register_model("imagenet_resnet50")
-def imagenet_resnet50(num_classes: int = 1000, in_channels: int = 3, width: int = 64, input_size: int = 224,
+def imagenet_resnet50(num_classes: int = 1000, in_channels: int = 3, width: PositiveInt = 64, input_size: int = 224,
                       exit_stages: Optional[Sequence[int]] = None,
                       pretrained: Union[bool, str] = False) -> MultiExitNetwork:
+    """torchvision's ResNet-50.
+
+    Args:
+        width: channels of the stem and planes of the first stage (64 in the published network); the
+            stages double it.
+        pretrained: false; true for torchvision's ImageNet weights (downloaded); or a file: a state dict
+            of torchvision's resnet50 or a mate checkpoint of this model (its backbone).
+    """
     return imagenet_resnet("resnet50", num_classes, in_channels, width, input_size, exit_stages, pretrained)

@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 
 from torch import nn
 
+from ..options import PositiveInt
 from .base import MultiExitNetwork
 from .registry import register_model
 
@@ -38,8 +39,16 @@ def _conv_bn_relu6(cin: int, cout: int, kernel: int, stride: int) -> nn.Sequenti
 
 
 @register_model("mobilenetv2")
-def mobilenetv2(num_classes: int = 100, in_channels: int = 3, width: int = 32, input_size: int = 32,
+def mobilenetv2(num_classes: int = 100, in_channels: int = 3, width: PositiveInt = 32, input_size: int = 32,
                 exit_stages: Optional[Sequence[int]] = None, small_input: bool = True) -> MultiExitNetwork:
+    """MobileNetV2.
+
+    Args:
+        width: channels of the stem (32 in MobileNetV2); every layer scales with width / 32,
+            rounded to a multiple of 8.
+        small_input: stride 1 in the stem and the second group, for 32-pixel input (CIFAR); false
+            keeps the original strides, for 224-pixel input.
+    """
     from torchvision.models.mobilenetv2 import InvertedResidual  # here, not at import: importing mate stays quick
 
     scale = width / 32

@@ -9,6 +9,7 @@ from typing import Optional, Sequence, Type, Union
 
 from torch import Tensor, nn
 
+from ..options import PositiveInt
 from .base import MultiExitNetwork
 from .registry import register_model
 
@@ -86,18 +87,34 @@ def cifar_resnet(
 
 
 @register_model("resnet18")
-def resnet18(num_classes: int = 100, in_channels: int = 3, width: int = 64, input_size: int = 32,
+def resnet18(num_classes: int = 100, in_channels: int = 3, width: PositiveInt = 64, input_size: int = 32,
              exit_stages: Optional[Sequence[int]] = None) -> MultiExitNetwork:
+    """ResNet-18 (basic blocks, 2-2-2-2).
+
+    Args:
+        width: channels of the first stage (64 in the standard network); the stages double it.
+    """
     return cifar_resnet(BasicBlock, (2, 2, 2, 2), num_classes, in_channels, width, input_size, exit_stages)
 
 
 @register_model("resnet34")
-def resnet34(num_classes: int = 100, in_channels: int = 3, width: int = 64, input_size: int = 32,
+def resnet34(num_classes: int = 100, in_channels: int = 3, width: PositiveInt = 64, input_size: int = 32,
              exit_stages: Optional[Sequence[int]] = None) -> MultiExitNetwork:
+    """ResNet-34 (basic blocks, 3-4-6-3).
+
+    Args:
+        width: channels of the first stage (64 in the standard network); the stages double it.
+    """
     return cifar_resnet(BasicBlock, (3, 4, 6, 3), num_classes, in_channels, width, input_size, exit_stages)
 
 
 @register_model("resnet50")
-def resnet50(num_classes: int = 100, in_channels: int = 3, width: int = 64, input_size: int = 32,
+def resnet50(num_classes: int = 100, in_channels: int = 3, width: PositiveInt = 64, input_size: int = 32,
              exit_stages: Optional[Sequence[int]] = None) -> MultiExitNetwork:
+    """ResNet-50 (bottleneck blocks, 3-4-6-3).
+
+    Args:
+        width: planes of the first stage (64 in the standard network; its blocks put out 4x as many
+            channels); the stages double it.
+    """
     return cifar_resnet(Bottleneck, (3, 4, 6, 3), num_classes, in_channels, width, input_size, exit_stages)

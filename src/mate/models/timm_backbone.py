@@ -53,15 +53,16 @@ def timm_model(backbone: Optional[str] = None, num_classes: int = 1000, in_chann
                pretrained: Union[bool, str] = False, timm_kwargs: Optional[dict] = None) -> MultiExitNetwork:
     """A multi-exit network on the timm model ``backbone``.
 
-    backbone: a timm model name (``timm.list_models()``), e.g. ``resnet50``, ``convnext_tiny``,
-        ``vit_small_patch16_224``; a pretrained tag (``vit_small_patch16_224.augreg_in21k``) picks
-        the weights ``pretrained=true`` downloads.
-    exit_levels: the feature levels that carry an exit, counted from 1 (for a vision transformer:
-        block numbers); default every level. The last level always has one.
-    pretrained: false, a weights file (a timm state dict or a mate checkpoint of this model), or
-        true for timm's own download (see ``models/pretrained.py``).
-    timm_kwargs: further keyword arguments of ``timm.create_model``, e.g. ``drop_path_rate``, or
-        ``depth`` and ``embed_dim`` for a small vision transformer.
+    Args:
+        backbone: a timm model name (``timm.list_models()``), e.g. ``resnet50``, ``convnext_tiny``,
+            ``vit_small_patch16_224``; a pretrained tag (``vit_small_patch16_224.augreg_in21k``) picks
+            the weights ``pretrained=true`` downloads.
+        exit_levels: the feature levels that carry an exit, counted from 1 (for a vision transformer:
+            block numbers); default every level. The last level always has one.
+        pretrained: false, a weights file (a timm state dict or a mate checkpoint of this model), or
+            true for timm's own download (see ``models/pretrained.py``).
+        timm_kwargs: further keyword arguments of ``timm.create_model``, e.g. ``drop_path_rate``, or
+            ``depth`` and ``embed_dim`` for a small vision transformer.
     """
     timm = import_timm()
     if not backbone:

@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 
 from torch import nn
 
+from ..options import PositiveInt
 from .base import MultiExitNetwork, conv_bn_relu
 from .registry import register_model
 
@@ -27,8 +28,13 @@ def _block(cin: int, cout: int, convs: int, pool: bool) -> nn.Sequential:
 
 
 @register_model("vgg16")
-def vgg16(num_classes: int = 100, in_channels: int = 3, width: int = 64, input_size: int = 32,
+def vgg16(num_classes: int = 100, in_channels: int = 3, width: PositiveInt = 64, input_size: int = 32,
           exit_stages: Optional[Sequence[int]] = None) -> MultiExitNetwork:
+    """VGG-16 with batch norm.
+
+    Args:
+        width: channels of the first block (64 in VGG-16); the blocks have 1, 2, 4, 8 and 8 times as many.
+    """
     blocks, cin = [], in_channels
     for i, (mult, convs) in enumerate(BLOCKS):
         blocks.append(_block(cin, width * mult, convs, pool=i > 0))

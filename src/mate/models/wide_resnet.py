@@ -8,13 +8,16 @@ pre-activation design belongs to the last group, so every exit reads the group's
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Annotated, Optional, Sequence
 
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ..options import PositiveInt, Range
 from .base import MultiExitNetwork
 from .registry import register_model
+
+DropoutRate = Annotated[float, Range(0, 1, open_high=True)]
 
 
 class WideBasicBlock(nn.Module):
@@ -60,18 +63,38 @@ def wide_resnet_network(depth: int, num_classes: int, in_channels: int, width: i
 
 
 @register_model("wide_resnet")
-def wide_resnet(num_classes: int = 100, in_channels: int = 3, width: int = 64, input_size: int = 32,
-                exit_stages: Optional[Sequence[int]] = None, depth: int = 16, dropout: float = 0.0) -> MultiExitNetwork:
+def wide_resnet(num_classes: int = 100, in_channels: int = 3, width: PositiveInt = 64, input_size: int = 32,
+                exit_stages: Optional[Sequence[int]] = None, depth: int = 16,
+                dropout: DropoutRate = 0.0) -> MultiExitNetwork:
+    """WRN-depth-k.
+
+    Args:
+        width: channels of the first group, 16k (64 for WRN-16-4, 160 for WRN-28-10); the groups double it.
+        depth: 6n + 4 (10, 16, 22, 28, ...): n blocks per group.
+        dropout: dropout probability between the two convolutions of every block.
+    """
     return wide_resnet_network(depth, num_classes, in_channels, width, input_size, exit_stages, dropout)
 
 
 @register_model("wrn16_4")
-def wrn16_4(num_classes: int = 100, in_channels: int = 3, width: int = 64, input_size: int = 32,
-            exit_stages: Optional[Sequence[int]] = None, dropout: float = 0.0) -> MultiExitNetwork:
+def wrn16_4(num_classes: int = 100, in_channels: int = 3, width: PositiveInt = 64, input_size: int = 32,
+            exit_stages: Optional[Sequence[int]] = None, dropout: DropoutRate = 0.0) -> MultiExitNetwork:
+    """WRN-16-4.
+
+    Args:
+        width: channels of the first group (64 = 16 x 4); the groups double it.
+        dropout: dropout probability between the two convolutions of every block.
+    """
     return wide_resnet_network(16, num_classes, in_channels, width, input_size, exit_stages, dropout)
 
 
 @register_model("wrn28_10")
-def wrn28_10(num_classes: int = 100, in_channels: int = 3, width: int = 160, input_size: int = 32,
-             exit_stages: Optional[Sequence[int]] = None, dropout: float = 0.0) -> MultiExitNetwork:
+def wrn28_10(num_classes: int = 100, in_channels: int = 3, width: PositiveInt = 160, input_size: int = 32,
+             exit_stages: Optional[Sequence[int]] = None, dropout: DropoutRate = 0.0) -> MultiExitNetwork:
+    """WRN-28-10.
+
+    Args:
+        width: channels of the first group (160 = 16 x 10); the groups double it.
+        dropout: dropout probability between the two convolutions of every block.
+    """
     return wide_resnet_network(28, num_classes, in_channels, width, input_size, exit_stages, dropout)

@@ -30,28 +30,32 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..models.base import MultiExitOutput
+from ..options import NonNegativeFloat, PositiveFloat, UnitFloat
 from .functional import exits_cross_entropy, kl_t
 from .registry import register_objective
 
 
 @register_objective("byot")
 class BYOTObjective(nn.Module):
-    """Options: kd_weight (a), temperature (T), t_squared (multiply the KL by T^2),
-    last_ce_weight ("one": the last exit's CE has weight 1; "shared": every CE has 1 - a),
-    feature_weight (b), feature_loss ("adapted_l2": authors' code; "squared": reimplementation)."""
+    """BYOT (see the module's docstring for the loss).
 
-    def __init__(self, num_exits: int, feature_dim: int = 0, num_classes: int = 0, kd_weight: float = 0.3,
-                 temperature: float = 3.0, t_squared: bool = False,
-                 last_ce_weight: Literal["one", "shared"] = "one", feature_weight: float = 0.03,
+    Args:
+        kd_weight: a: the early exits' KL weight; their CE (and under last_ce_weight="shared", every
+            CE) is weighted 1 - a.
+        temperature: T of the KL to the last exit.
+        t_squared: multiply the KL by T^2.
+        last_ce_weight: "one" (the last exit's CE has weight 1) or "shared" (every CE has 1 - a).
+        feature_weight: b, the weight of the feature term.
+        feature_loss: "adapted_l2" (the authors' code: L2 distance after a Linear adaptation layer) or
+            "squared" (the reimplementation: squared distance, no adaptation).
+    """
+
+    def __init__(self, num_exits: int, feature_dim: int = 0, num_classes: int = 0, kd_weight: UnitFloat = 0.3,
+                 temperature: PositiveFloat = 3.0, t_squared: bool = False,
+                 last_ce_weight: Literal["one", "shared"] = "one", feature_weight: NonNegativeFloat = 0.03,
                  feature_loss: Literal["adapted_l2", "squared"] = "adapted_l2", label_smoothing: float = 0.0):
         super().__init__()
         self.label_smoothing = label_smoothing
-        if last_ce_weight not in ("one", "shared"):
-            raise ConfigError(f"objective.last_ce_weight must be 'one' or 'shared', got {last_ce_weight!r}")
-        if feature_loss not in ("adapted_l2", "squared"):
-            raise ConfigError(f"objective.feature_loss must be 'adapted_l2' or 'squared', got {feature_loss!r}")
-        if temperature <= 0:
-            raise ConfigError(f"objective.temperature must be positive, got {temperature}")
         self.num_exits, self.kd_weight, self.temperature = num_exits, kd_weight, temperature
         self.t_squared, self.last_ce_weight = t_squared, last_ce_weight
         self.feature_weight, self.feature_loss = feature_weight, feature_loss

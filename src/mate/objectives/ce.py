@@ -10,6 +10,8 @@ from .registry import register_objective
 
 @register_objective("ce")
 class CrossEntropyObjective(nn.Module):
+    """Deep supervision: the sum of the exits' cross-entropies. No option."""
+
     def __init__(self, num_exits: int, feature_dim: int = 0, num_classes: int = 0, label_smoothing: float = 0.0):
         super().__init__()
         self.num_exits = num_exits

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError
 from ..models.base import MultiExitOutput
+from ..options import NonNegativeFloat, PositiveFloat
 from .functional import exits_cross_entropy, kl_t, masked_feature_mse
 from .registry import register_objective
 
@@ -38,13 +38,20 @@ def feature_distillation(features: list[Tensor], target: Tensor) -> Tensor:
 
 @register_objective("eed")
 class EEDObjective(nn.Module):
-    def __init__(self, num_exits: int, feature_dim: int = 0, num_classes: int = 0, kd_weight: float = 1.0,
-                 temperature: float = 3.0, distill: Literal["mse", "kl"] = "mse", feature_weight: float = 1.0,
-                 label_smoothing: float = 0.0):
+    """EED: every exit learns the exits' mean (logits and features).
+
+    Args:
+        kd_weight: the weight of every exit's logit distillation term.
+        temperature: T of the KL (distill="kl").
+        distill: "mse" on the logits (the released code's default) or "kl" at temperature T.
+        feature_weight: the weight of every exit's feature distillation term.
+    """
+
+    def __init__(self, num_exits: int, feature_dim: int = 0, num_classes: int = 0, kd_weight: NonNegativeFloat = 1.0,
+                 temperature: PositiveFloat = 3.0, distill: Literal["mse", "kl"] = "mse",
+                 feature_weight: NonNegativeFloat = 1.0, label_smoothing: float = 0.0):
         super().__init__()
         self.label_smoothing = label_smoothing
-        if distill not in ("kl", "mse"):
-            raise ConfigError(f"objective.distill must be 'kl' or 'mse', got {distill!r}")
         self.kd_weight, self.temperature, self.distill = kd_weight, temperature, distill
         self.feature_weight = feature_weight
 
@@ -62,9 +69,18 @@ class EEDObjective(nn.Module):
 
 @register_objective("beed")
 class BEEDObjective(nn.Module):
-    def __init__(self, num_exits: int, feature_dim: int = 0, num_classes: int = 0, beta: float = 1.6,
-                 alpha: float = 1.15, temperature: float = 3.0, feature_weight: float = 0.1,
-                 label_smoothing: float = 0.0):
+    """BEED: every exit learns a depth-weighted ensemble of the exits.
+
+    Args:
+        beta: the ensemble weighs exit k by beta^k (normalised): deeper exits count more.
+        alpha: exit k's KL is weighted alpha^(K-1-k) and its CE 2 - alpha^(K-1-k).
+        temperature: T of the KL to the ensemble.
+        feature_weight: the weight of every exit's feature distillation term.
+    """
+
+    def __init__(self, num_exits: int, feature_dim: int = 0, num_classes: int = 0, beta: PositiveFloat = 1.6,
+                 alpha: PositiveFloat = 1.15, temperature: PositiveFloat = 3.0,
+                 feature_weight: NonNegativeFloat = 0.1, label_smoothing: float = 0.0):
         super().__init__()
         self.label_smoothing = label_smoothing
         self.temperature, self.feature_weight = temperature, feature_weight

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..models.base import MultiExitOutput
+from ..options import NonNegativeFloat, PositiveFloat, PositiveInt, UnitFloat
 from .functional import exits_cross_entropy, kd_rampup, pairwise_kl_t, pairwise_kl_t_per_sample
 from .registry import register_objective
 
@@ -62,31 +63,32 @@ def primary_share_matrix(num_exits: int, primary_share: float) -> Tensor:
 
 @register_objective("mate")
 class MATEObjective(nn.Module):
-    """MATE. Options:
+    """MATE.
 
-    temperature: KD temperature T.
-    kd_weight: lambda_max, the weight of both KD terms after the ramp-up.
-    rampup_epochs: R of lambda(e) = kd_weight * exp(-5 (1 - min(e, R)/R)^2); 0 for none.
-    primary_share: gamma, the share of exit k's KD that comes from its own teacher.
-    teacher_ce_weight: mu, the weight of the teachers' own CE (keeps them accurate).
-    detach_policy: "d2" (only the weight network learns from the teacher loss) or "d1"
-        (nothing detached: the teacher loss also reaches the exits through the teachers).
-    attention_scale: "one" (OKDDip) or "sqrt" (sqrt of the projection size).
-    proj_dim: size of the query/key projections; default feature_dim // 8.
-    teacher: "attention" (the weight network) or "uniform" (every weight 1/K: a control).
-    kd_mix: None (CE_k + lambda KD_k), or alpha: each exit's loss is the convex split
-        (1 - alpha r(e)) CE_k + alpha r(e) kd_weight KD_k, r the ramp-up (BYOT, IMTA).
-    kd_depth_decay: beta; exit k's KD is multiplied by beta^(k-1) (BEED, LOTH: less KD deeper).
-    offdiag: "uniform" ((1 - gamma)/(K - 1) to every other teacher) or "confidence": per sample,
-        the other teachers share 1 - gamma in proportion to 1 - softmax_j(CE_j), so a teacher
-        that is wrong on that sample pulls less (CA-MKD's teacher weights).
-    teacher_kd_weight: the teacher KL's own lambda_max; None: kd_weight.
-    teacher_kl: "forward" KL_T(t_m || sg z_k) or "reverse" KL_T(sg z_k || t_m).
-    teacher_mask: "all" (teacher m mixes every exit) or "deeper" (teacher m mixes exits m..K,
-        so no teacher is built from shallower exits than its own student).
-    label_smoothing: from ``optim.label_smoothing``, not an objective key; it applies to the
-        exits' CE and to the teachers' CE alike (every CE against the labels), not to the
-        per-sample CE that weighs the teachers under offdiag="confidence".
+    Args:
+        temperature: KD temperature T.
+        kd_weight: lambda_max, the weight of both KD terms after the ramp-up.
+        rampup_epochs: R of lambda(e) = kd_weight * exp(-5 (1 - min(e, R)/R)^2); 0 for none.
+        primary_share: gamma, the share of exit k's KD that comes from its own teacher.
+        teacher_ce_weight: mu, the weight of the teachers' own CE (keeps them accurate).
+        detach_policy: "d2" (only the weight network learns from the teacher loss) or "d1"
+            (nothing detached: the teacher loss also reaches the exits through the teachers).
+        attention_scale: "one" (OKDDip) or "sqrt" (sqrt of the projection size).
+        proj_dim: size of the query/key projections; default feature_dim // 8.
+        teacher: "attention" (the weight network) or "uniform" (every weight 1/K: a control).
+        kd_mix: None (CE_k + lambda KD_k), or alpha: each exit's loss is the convex split
+            (1 - alpha r(e)) CE_k + alpha r(e) kd_weight KD_k, r the ramp-up (BYOT, IMTA).
+        kd_depth_decay: beta; exit k's KD is multiplied by beta^(k-1) (BEED, LOTH: less KD deeper).
+        offdiag: "uniform" ((1 - gamma)/(K - 1) to every other teacher) or "confidence": per sample,
+            the other teachers share 1 - gamma in proportion to 1 - softmax_j(CE_j), so a teacher
+            that is wrong on that sample pulls less (CA-MKD's teacher weights).
+        teacher_kd_weight: the teacher KL's own lambda_max; None: kd_weight.
+        teacher_kl: "forward" KL_T(t_m || sg z_k) or "reverse" KL_T(sg z_k || t_m).
+        teacher_mask: "all" (teacher m mixes every exit) or "deeper" (teacher m mixes exits m..K,
+            so no teacher is built from shallower exits than its own student).
+        label_smoothing: from ``optim.label_smoothing``, not an objective key; it applies to the
+            exits' CE and to the teachers' CE alike (every CE against the labels), not to the
+            per-sample CE that weighs the teachers under offdiag="confidence".
     """
 
     def __init__(
@@ -94,46 +96,29 @@ class MATEObjective(nn.Module):
         num_exits: int,
         feature_dim: int,
         num_classes: int = 0,
-        temperature: float = 3.0,
-        kd_weight: float = 1.0,
-        rampup_epochs: float = 0.0,
-        primary_share: float = 0.7,
-        teacher_ce_weight: float = 1.0,
-        detach_policy: str = "d2",
-        attention_scale: str = "one",
-        proj_dim: Optional[int] = None,
-        teacher: str = "attention",
-        kd_mix: Optional[float] = None,
-        kd_depth_decay: float = 1.0,
+        temperature: PositiveFloat = 3.0,
+        kd_weight: NonNegativeFloat = 1.0,
+        rampup_epochs: NonNegativeFloat = 0.0,
+        primary_share: UnitFloat = 0.7,
+        teacher_ce_weight: NonNegativeFloat = 1.0,
+        detach_policy: Literal["d2", "d1"] = "d2",
+        attention_scale: Literal["one", "sqrt"] = "one",
+        proj_dim: Optional[PositiveInt] = None,
+        teacher: Literal["attention", "uniform"] = "attention",
+        kd_mix: Optional[UnitFloat] = None,
+        kd_depth_decay: PositiveFloat = 1.0,
         offdiag: Literal["uniform", "confidence"] = "uniform",
-        teacher_kd_weight: Optional[float] = None,
+        teacher_kd_weight: Optional[NonNegativeFloat] = None,
         teacher_kl: Literal["forward", "reverse"] = "forward",
         teacher_mask: Literal["all", "deeper"] = "all",
         label_smoothing: float = 0.0,
     ):
         super().__init__()
         self.label_smoothing = label_smoothing
+        # The options' ranges and choices are checked from their annotations (mate.options) by
+        # create_objective and the config; what is left is what the model decides.
         if num_exits < 2:
             raise ConfigError("objective 'mate' needs a model with at least 2 exits")
-        if not 0.0 <= primary_share <= 1.0:
-            raise ConfigError(f"objective.primary_share must be in [0, 1], got {primary_share}")
-        if detach_policy not in ("d1", "d2"):
-            raise ConfigError(f"objective.detach_policy must be 'd1' or 'd2', got {detach_policy!r}")
-        if attention_scale not in ("one", "sqrt"):
-            raise ConfigError(f"objective.attention_scale must be 'one' or 'sqrt', got {attention_scale!r}")
-        if teacher not in ("attention", "uniform"):
-            raise ConfigError(f"objective.teacher must be 'attention' or 'uniform', got {teacher!r}")
-        if temperature <= 0:
-            raise ConfigError(f"objective.temperature must be positive, got {temperature}")
-        if kd_mix is not None and not 0.0 <= kd_mix <= 1.0:
-            raise ConfigError(f"objective.kd_mix must be in [0, 1] (or null), got {kd_mix}")
-        if kd_depth_decay <= 0:
-            raise ConfigError(f"objective.kd_depth_decay must be positive, got {kd_depth_decay}")
-        for key, value, allowed in (("offdiag", offdiag, ("uniform", "confidence")),
-                                    ("teacher_kl", teacher_kl, ("forward", "reverse")),
-                                    ("teacher_mask", teacher_mask, ("all", "deeper"))):
-            if value not in allowed:
-                raise ConfigError(f"objective.{key} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
         self.num_exits = num_exits
         self.temperature = float(temperature)
         self.kd_weight = float(kd_weight)

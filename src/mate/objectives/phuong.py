@@ -10,20 +10,34 @@ every process grows T at the same steps as a single process with the whole batch
 """
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
 from ..models.base import MultiExitOutput
+from ..options import PositiveFloat, Range, UnitFloat
 from .functional import exits_cross_entropy, kl_t
 from .registry import register_objective
 
 
 @register_objective("phuong")
 class PhuongLampertObjective(nn.Module):
-    def __init__(self, num_exits: int, feature_dim: int = 0, num_classes: int = 0, kd_weight: float = 0.5,
-                 initial_temperature: float = 1.0, temperature_growth: float = 1.05,
-                 confidence_target: float = 0.5, label_smoothing: float = 0.0):
+    """Phuong & Lampert's distillation (see the module's docstring for the loss).
+
+    Args:
+        kd_weight: c: the KL's weight; the CE has weight 1 - c.
+        initial_temperature: T at the first step.
+        temperature_growth: factor T is multiplied by after a batch whose mean teacher confidence
+            exceeds confidence_target.
+        confidence_target: the batch mean of max softmax(z_K / T) above which T grows.
+    """
+
+    def __init__(self, num_exits: int, feature_dim: int = 0, num_classes: int = 0, kd_weight: UnitFloat = 0.5,
+                 initial_temperature: PositiveFloat = 1.0,
+                 temperature_growth: Annotated[float, Range(1)] = 1.05,
+                 confidence_target: UnitFloat = 0.5, label_smoothing: float = 0.0):
         super().__init__()
         self.label_smoothing = label_smoothing
         self.kd_weight, self.growth, self.confidence_target = kd_weight, temperature_growth, confidence_target

@@ -18,14 +18,24 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..models.base import MultiExitOutput
+from ..options import NonNegativeFloat
 from .functional import exits_cross_entropy
 from .registry import register_objective
 
 
 @register_objective("sdn")
 class SDNObjective(nn.Module):
+    """SDN's weighted deep supervision (see the module's docstring for the loss).
+
+    Args:
+        exit_weights: c_k, the final weights of the K - 1 early exits' CE; default 0.9 k / (K - 1).
+        rampup_epochs: R, the epochs over which the weights grow to c_k; null: the run's epochs;
+            0: c_k from the start.
+    """
+
     def __init__(self, num_exits: int, feature_dim: int = 0, num_classes: int = 0,
-                 exit_weights: Optional[Sequence[float]] = None, rampup_epochs: Optional[float] = None,
+                 exit_weights: Optional[Sequence[NonNegativeFloat]] = None,
+                 rampup_epochs: Optional[NonNegativeFloat] = None,
                  total_epochs: int = 0, label_smoothing: float = 0.0):
         super().__init__()
         self.label_smoothing = label_smoothing
@@ -37,8 +47,6 @@ class SDNObjective(nn.Module):
         self.register_buffer("exit_weights", torch.tensor(list(exit_weights), dtype=torch.float32),
                              persistent=False)
         self.rampup_epochs = float(total_epochs if rampup_epochs is None else rampup_epochs)
-        if self.rampup_epochs < 0:
-            raise ConfigError(f"objective.rampup_epochs must be >= 0, got {rampup_epochs}")
 
     def weights(self, epoch: float) -> Tensor:
         """[w_1(e), ..., w_{K-1}(e), 1]; constant within an epoch, as in the released code."""
