@@ -145,3 +145,19 @@ def test_paired_differences_are_per_seed():
     assert d["ensemble"][2:] == (1, 1)
     table = paired_table(results, ["ce", "mate"], "ce", 3)
     assert "| mate − ce | +1.50 ± 0.50 (3↑ 0↓) | -0.67 ± 0.58 (0↑ 2↓) |" in table
+
+
+def test_compare_and_sweep_without_config_train_the_recipe_mate_train_does(tmp_path):
+    """One default base for the three commands: the same overrides give the same run."""
+    from mate.config import DEFAULT_CONFIG
+    from mate.experiments.compare import MethodSpec
+    from mate.experiments.sweep import base_config, build_points
+
+    overrides = ["optim.lr=0.05", "model.width=8"]
+    trained = load_config(DEFAULT_CONFIG, overrides)  # what `mate train optim.lr=0.05 model.width=8` trains
+    assert DEFAULT_CONFIG == "fashion_mnist_quick" and trained.optim.nesterov and trained.optim.schedule == "cosine"
+    compared = run_config(base_config(None, overrides), MethodSpec("mate", {"name": "mate"}), 0, tmp_path)
+    swept = build_points(base_config(None, overrides), [(None, {"objective.kd_weight": 1.0})], [0], tmp_path)
+    for config in (compared, swept[0].configs[0]):
+        assert (config.data, config.model, config.objective, config.optim) == (
+            trained.data, trained.model, trained.objective, trained.optim)

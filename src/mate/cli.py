@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ._version import __version__
+from .config import DEFAULT_CONFIG
 from .errors import ConfigError, MateError
 from .evaluation.scores import SCORES
 from .runtime import tune_cpu_allocator
@@ -96,7 +97,8 @@ def _launch_options(args: argparse.Namespace) -> dict:
 
 def _add_run_set_args(p: argparse.ArgumentParser, default_out: str) -> None:
     """The options mate compare and mate sweep share: the base config, seeds and where runs go."""
-    p.add_argument("--config", help="base YAML config (file or shipped name)")
+    p.add_argument("--config", help=f"base YAML config (file or shipped name; default: {DEFAULT_CONFIG}, "
+                                    "the base of mate train too)")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     p.add_argument("--out", default=default_out, help=f"output folder (default {default_out})")
     p.add_argument("--variants", help="extra YAML of named objective sections (methods)")
@@ -172,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a multi-exit network and print its per-exit table",
                        description="Train, validate every epoch, keep last/best checkpoints, test the best.")
-    p.add_argument("--config", help="YAML file or shipped config name (default: fashion_mnist_quick)")
+    p.add_argument("--config", help=f"YAML file or shipped config name (default: {DEFAULT_CONFIG})")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optim.lr=0.05")
     p.set_defaults(func=cmd_train)

@@ -258,6 +258,9 @@ def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
 
 
 SHIPPED_CONFIGS = Path(__file__).parent / "configs"
+# The base of mate train, compare and sweep without --config: the main job's recipe, so that the
+# same overrides train the same runs in all three.
+DEFAULT_CONFIG = "fashion_mnist_quick"
 
 
 def resolve_config_path(path: str | Path) -> Path:

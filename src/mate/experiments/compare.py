@@ -19,11 +19,11 @@ from typing import Callable, Optional, Sequence
 
 import yaml
 
-from ..config import SHIPPED_CONFIGS, Config, apply_overrides, read_yaml, resolve_config_path
+from ..config import DEFAULT_CONFIG, SHIPPED_CONFIGS, Config, apply_overrides, resolve_config_path
 from ..errors import ConfigError
 from ..objectives import OBJECTIVES
 from .launchers import LaunchOptions
-from .sweep import train_all
+from .sweep import base_config, train_all
 
 DEFAULT_VARIANTS = SHIPPED_CONFIGS / "methods.yaml"
 
@@ -103,12 +103,12 @@ def compare(config_path: Optional[str | Path], methods: Sequence[str], seeds: in
     options = options or LaunchOptions(workers=workers)
     out_dir = Path(out_dir)
     runs_dir = Path(runs_dir) if runs_dir else out_dir / "runs"
-    base = apply_overrides(read_yaml(config_path) if config_path else {}, overrides)
+    base = base_config(config_path, overrides)
     specs = load_method_specs(methods, variants_file)
     configs = {(s.name, seed): run_config(base, s, seed, runs_dir) for s in specs for seed in range(seeds)}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "compare.json").write_text(json.dumps(
-        {"config": str(config_path), "overrides": list(overrides), "methods": [s.__dict__ for s in specs],
+        {"config": str(config_path or DEFAULT_CONFIG), "overrides": list(overrides), "methods": [s.__dict__ for s in specs],
          "seeds": seeds, "runs_dir": str(runs_dir)}, indent=2))
     results = train_all(configs, options, archive_dir, log)
     summary = summarise([s.name for s in specs], seeds, results)

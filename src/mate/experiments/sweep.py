@@ -26,7 +26,7 @@ from typing import Callable, Optional, Sequence
 
 import yaml
 
-from ..config import Config, apply_overrides, read_yaml, resolve_config_path
+from ..config import DEFAULT_CONFIG, Config, apply_overrides, read_yaml, resolve_config_path
 from ..errors import ConfigError, MateError
 from .launchers import LaunchOptions, RunTask, launch
 
@@ -99,6 +99,12 @@ def point_name(values: dict) -> str:
         parts.append(f"{label}={_format(value)}")
     name = "_".join(parts) or "base"
     return re.sub(r"[^A-Za-z0-9_.=+-]", "-", name)
+
+
+def base_config(config_path: Optional[str | Path], overrides: Sequence[str] = ()) -> dict:
+    """The raw base config of a comparison or sweep: ``config_path`` (default: DEFAULT_CONFIG, the
+    base of ``mate train``) with ``overrides`` applied."""
+    return apply_overrides(read_yaml(config_path or DEFAULT_CONFIG), overrides)
 
 
 def build_points(base: dict, value_sets: list[tuple[Optional[str], dict]], seeds: Sequence[int], runs_dir: Path,
@@ -203,12 +209,12 @@ def sweep(config_path: Optional[str | Path], grid: Optional[dict], seeds: int, o
     options = options or LaunchOptions()
     out_dir = Path(out_dir)
     runs_dir = Path(runs_dir) if runs_dir else out_dir / "runs"
-    base = apply_overrides(read_yaml(config_path) if config_path else {}, overrides)
+    base = base_config(config_path, overrides)
     value_sets = [(None, v) for v in expand_grid(grid)] if grid else load_points(resolve_config_path(points_file))
     points = build_points(base, value_sets, range(seeds), runs_dir, variants_file)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "sweep.json").write_text(json.dumps(
-        {"config": str(config_path), "overrides": list(overrides), "grid": grid, "points_file": str(points_file),
+        {"config": str(config_path or DEFAULT_CONFIG), "overrides": list(overrides), "grid": grid, "points_file": str(points_file),
          "points": [{"name": p.name, "values": p.values} for p in points], "seeds": seeds,
          "runs_dir": str(runs_dir)}, indent=2, default=str))
     configs = {(p.name, s): cfg for p in points for s, cfg in p.configs.items()}
