@@ -37,7 +37,7 @@ class DataConfig:
     # true: decode once into memory, train with crop_padding/flip; false: stream from disk with
     # random-resized crops; auto: in memory when image_size <= 64 and the images fit in 4 GiB
     in_memory: Literal["auto", True, False] = "auto"
-    num_workers: int = 4  # decoding processes
+    num_workers: Optional[int] = None  # decoding processes; None: min(4, the CPUs this process may use)
     crop_min_scale: float = 0.08  # streamed training: smallest area share of a random-resized crop
     eval_crop: float = 0.875  # streamed evaluation: center crop of image_size / eval_crop (224 of 256)
 
