@@ -44,7 +44,7 @@ def plot_improvement(summary: dict, baseline: str, path: Path, paired: dict | No
                label=name)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xlabel("exit")
-    ax.set_ylabel(f"accuracy − {baseline} (points)")
+    ax.set_ylabel(f"accuracy − {baseline} (percentage points)")
     ax.set_xticks(list(range(1, k + 1)))
     ax.set_title(f"Improvement over {baseline} per exit (paired per-seed difference, mean ± std)", fontsize=9)
     ax.grid(alpha=0.3, axis="y")

@@ -27,12 +27,14 @@ def _curves(records: list[dict], path: Path) -> None:
         axes[0].plot(epochs, [r["train"]["ce"][i] for r in records], marker=".", label=f"exit {i + 1}")
     axes[0].plot(epochs, [r["train"]["loss"] for r in records], "k--", label="total loss")
     axes[0].set_title("training loss (cross-entropy per exit)")
+    axes[0].set_ylabel("cross-entropy (nats, log scale)")
     axes[0].set_yscale("log")
     if "val" in records[0]:
         for i in range(len(records[0]["val"]["exit_acc"])):
             axes[1].plot(epochs, [r["val"]["exit_acc"][i] for r in records], marker=".", label=f"exit {i + 1}")
         axes[1].plot(epochs, [r["val"]["ensemble_acc"] for r in records], "k--", label="ensemble")
-    axes[1].set_title("validation accuracy (%)")
+    axes[1].set_title("validation accuracy")
+    axes[1].set_ylabel("validation accuracy (%)")
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -74,7 +76,7 @@ def _kl(records: list[dict], path: Path) -> None:
         ax.plot(epochs, primary, color=color, marker=".", label=f"exit {s + 1}: own teacher")
         ax.plot(epochs, others, color=color, ls="--", label=f"exit {s + 1}: other teachers (mean)")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("KL_T(teacher || student), T² batchmean")
+    ax.set_ylabel("KL_T(teacher || student), T² batchmean (nats, log scale)")
     ax.set_yscale("log")
     ax.set_title("learning gap: each exit against its teachers")
     ax.grid(alpha=0.3)
