@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
 from ._version import __version__
 from .config import DEFAULT_CONFIG
-from .errors import ConfigError, MateError
+from .errors import ConfigError, MateError, MateWarning
 from .evaluation.scores import SCORES
 from .runtime import tune_cpu_allocator
 
@@ -148,7 +149,7 @@ def cmd_budget(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .commands.predict import predict_command
 
-    return predict_command(args.checkpoint, budget=args.budget, thresholds=_thresholds(args.threshold),
+    return predict_command(args.checkpoint, budget_mflops=args.budget, thresholds=_thresholds(args.threshold),
                            score=args.score, split=args.split, images=args.images, out=args.out,
                            batch_size=args.batch_size, as_trained=args.as_trained, overrides=args.overrides)
 
@@ -156,7 +157,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .commands.export import export_command
 
-    return export_command(args.checkpoint, args.out, budget=args.budget, thresholds=_thresholds(args.threshold),
+    return export_command(args.checkpoint, args.out, budget_mflops=args.budget, thresholds=_thresholds(args.threshold),
                           score=args.score, overrides=args.overrides)
 
 
@@ -273,6 +274,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_printer(fallback):
+    """``warnings.showwarning`` that prints a MateWarning as one line, like an error, and passes other
+    warnings to ``fallback``."""
+    def show(message, category, *where):
+        if issubclass(category, MateWarning):
+            print(f"mate: warning: {message}", file=sys.stderr)
+        else:
+            fallback(message, category, *where)
+
+    return show
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -281,7 +294,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 0
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", MateWarning)
+            warnings.showwarning = _warning_printer(warnings.showwarning)
+            return args.func(args)
     except MateError as exc:
         print(f"mate: error: {exc}", file=sys.stderr)
         return 2

@@ -19,3 +19,7 @@ class CheckpointError(MateError):
 
 class TrainingDiverged(MateError):
     """The loss became NaN or infinite."""
+
+
+class MateWarning(UserWarning):
+    """Something the user should know about a result that is still given (the CLI prints the message alone)."""

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import torch
 
 from ..config import Config, apply_overrides
+from ..data.image_folder import DEFAULT_IMAGE_SIZE
 from ..errors import CheckpointError, MateError
 
 
@@ -47,10 +48,19 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         pass
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The checkpoint file ``path`` names: a file itself; in a run folder its best.pt (the epoch
+    selected on validation, which the run's test results report), or last.pt when the run has no
+    best.pt yet."""
     path = Path(path)
     if path.is_dir():
-        path = path / "last.pt"
+        return path / "best.pt" if (path / "best.pt").is_file() else path / "last.pt"
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint file, or a run folder's (``resolve_checkpoint``)."""
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
@@ -68,7 +78,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def config_from_checkpoint(checkpoint: str | Path | dict[str, Any], overrides: Sequence[str] = ()) -> Config:
     """The config a checkpoint was trained with, ``section.key=value`` overrides applied, validated.
 
-    ``checkpoint``: a .pt file, a run folder (its last.pt), or a state already loaded.
+    ``checkpoint``: a .pt file, a run folder (its best.pt), or a state already loaded.
     """
     state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
-    return Config.from_dict(apply_overrides(state["config"], list(overrides)))
+    saved = state["config"]
+    data = saved.get("data") or {}
+    if "input_shape" not in state and data.get("name") == "image_folder" and data.get("image_size") is None:
+        # written before image_folder's default side followed the images (and before runs recorded
+        # the side they chose): such a run trained at 224 pixels
+        saved = {**saved, "data": {**data, "image_size": DEFAULT_IMAGE_SIZE}}
+    return Config.from_dict(apply_overrides(saved, list(overrides)))
