@@ -31,7 +31,7 @@ from ..data import DatasetInfo, DatasetSplits, FolderSplits, build_data, epoch_s
 from ..data.build import Loader
 from ..errors import CheckpointError, ConfigError, MateError, TrainingDiverged
 from ..evaluation.logits import ExitLogits, collect_exit_logits, format_exit_table, selection_score
-from ..models import MultiExitNetwork, create_model
+from ..models import MultiExitNetwork, create_model, to_channels_last
 from ..objectives import OBJECTIVES, create_objective
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import (all_reduce_sum, convert_sync_batchnorm, gather_batches, init_distributed, run_on_main,
@@ -165,7 +165,10 @@ class Trainer:
             self.model = convert_sync_batchnorm(self.model, self.device)
         self.model = self.model.to(self.device)
         if config.run.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            kept = to_channels_last(self.model, self.device)
+            if kept:
+                self.log(f"run.channels_last: {len(kept)} convolution{'s' if len(kept) > 1 else ''} kept in NCHW "
+                         f"({', '.join(kept)}): see docs/reliability.md")
         self.objective = build_objective(config, self.model).to(self.device)
         o = config.optim
         param_groups = self.model.parameter_groups(o.lr, o.backbone_lr_scale, self.objective.parameters())
