@@ -265,3 +265,13 @@ def test_training_on_a_single_class_or_an_empty_class_folder_is_refused(tmp_path
     assert main(args) == 2
     assert error_line(capsys).startswith(f"mate: error: image_folder: the class folder {root / 'train' / 'bee'} "
                                          "holds no image files")
+
+
+def test_an_export_without_its_data_section_says_so(exported, tmp_path, capsys):
+    old = Path(shutil.copytree(exported, tmp_path / "old"))
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["data"]  # as exports written before manifests named their data
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["predict", str(old), "--split", "test"]) == 2
+    assert error_line(capsys) == (f"mate: error: {old}/manifest.json does not name its dataset (exported by an "
+                                  "earlier version); give --images DIR, or export the checkpoint again")

@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="per-exit and ensemble accuracy of a checkpoint",
                        description="Evaluate every exit and the exits' ensemble of a checkpoint.")
-    p.add_argument("checkpoint", help="a .pt file written by mate train (or its run folder)")
+    p.add_argument("checkpoint", help="a .pt file written by mate train, or its run folder (its best.pt)")
     p.add_argument("--split", choices=["test", "val", "both"], default="test")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. data.root=DIR run.device=cpu")
@@ -235,9 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_budget)
 
     p = sub.add_parser("predict", help="batched early-exit prediction on a dataset split or a folder of images",
-                       description="Run the early-exit predictor; print accuracy and cost (split) or one line per image.")
-    p.add_argument("checkpoint", help="a .pt file written by mate train, or a folder written by mate export "
-                                      "(run with ONNX Runtime; --images only)")
+                       description="Run the early-exit predictor; print accuracy, average cost (MFLOPs and MMACs) and "
+                                   "exit shares on a split, or one line per image and that summary on a folder.")
+    p.add_argument("checkpoint", help="a .pt file written by mate train or its run folder (its best.pt), or a "
+                                      "folder written by mate export (run with ONNX Runtime)")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--budget", type=float, metavar="MFLOPS", help="average MFLOPs per sample; thresholds calibrated on the validation split")
     how.add_argument("--threshold", metavar="T[,T...]", help="one threshold for every exit but the last, or one per exit "
@@ -245,21 +246,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score", choices=SCORES,
                    help="exit score (default: max_prob; an export folder: the manifest's)")
     p.add_argument("--split", choices=["test", "val"], default="test", help="dataset split to predict (default: test)")
-    p.add_argument("--images", metavar="DIR", help="predict the image files of DIR (PNG, JPEG, BMP, WebP, TIFF, PPM, PGM) "
-                                                  "instead of a split")
-    p.add_argument("--out", metavar="CSV", help="write one row per sample: prediction, exit, MFLOPs")
+    p.add_argument("--images", metavar="DIR", help="predict the image files under DIR, sub-folders included (PNG, "
+                                                  "JPEG, BMP, WebP, TIFF, PPM, PGM) instead of a split; sub-folders "
+                                                  "named after the model's classes give the accuracy")
+    p.add_argument("--out", metavar="CSV", help="write one row per sample: label (when known), prediction, "
+                                                "predicted_class, exit, MFLOPs")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--as-trained", action="store_true",
                    help="run the network as trained, without folding BatchNorm into the convolutions "
                         "(and without NHWC weights on CPU)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. data.root=DIR")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="e.g. data.root=DIR (an export folder: data.* only); give them before the options")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="ONNX graphs (all exits; one per stage) and a manifest for deployment",
                        description="Export a checkpoint to ONNX: multi_exit.onnx, stage_1..K.onnx and manifest.json "
                                    "(shapes, mean/std, FLOPs per exit, score and thresholds). Run it with "
                                    "`mate predict EXPORT_DIR --images DIR` or mate.inference.OnnxEarlyExitPredictor.")
-    p.add_argument("checkpoint", help="a .pt file written by mate train")
+    p.add_argument("checkpoint", help="a .pt file written by mate train, or its run folder (its best.pt)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--budget", type=float, metavar="MFLOPS", help="store the thresholds for this average cost "
