@@ -275,3 +275,16 @@ def test_an_export_without_its_data_section_says_so(exported, tmp_path, capsys):
     assert main(["predict", str(old), "--split", "test"]) == 2
     assert error_line(capsys) == (f"mate: error: {old}/manifest.json does not name its dataset (exported by an "
                                   "earlier version); give --images DIR, or export the checkpoint again")
+
+
+def test_predict_normalises_images_as_the_run_was_trained(run, image_root):
+    """image_folder trains with ImageNet's mean and std, and predict --images uses the same: the
+    files of the test split become exactly the tensors the test loader gives."""
+    from mate.data.image_folder import IMAGENET_MEAN, IMAGENET_STD
+    from mate.inference.images import list_images, load_images
+
+    trained = load_trained(run[0] / "best.pt")
+    assert tuple(trained.data.splits.mean) == IMAGENET_MEAN and tuple(trained.data.splits.std) == IMAGENET_STD
+    from_loader = torch.cat([x for x, _ in trained.data.test])
+    paths = list_images(image_root / "test")
+    assert torch.equal(load_images(paths, 3, SIDE, trained.data.splits.mean, trained.data.splits.std), from_loader)
