@@ -25,7 +25,7 @@ def flops_command(source: str, overrides: Sequence[str] = (), as_json: bool = Fa
     else:
         config = load_config(source, overrides)
         info = dataset_info(config.data)
-    model = build_model(config, info, pretrained=False)  # the registered shape: no file is read
+    model = build_model(config, info, pretrained=False)  # only the architecture counts: no weight file is read
     costs = exit_costs(model)
     if as_json:
         print(json.dumps({"input_shape": list(costs.input_shape), "flops": costs.flops,

@@ -1,15 +1,15 @@
 """Channels-last (NHWC) weights for training, except where PyTorch's CPU kernel is unsafe.
 
-PyTorch 2.14.1's channels-last CPU backward of a 1x1 convolution with stride 2 corrupts the heap
-(glibc "double free or corruption", or a segfault) when the convolution has 2 to 15 input
-channels and reads maps larger than 32 pixels: a width-8 ResNet-18's stage-2 shortcut (8 -> 16
-channels) on 48- or 64-pixel images, at any batch size. The weight gradient alone triggers it;
-the forward pass, 3x3 convolutions, stride 1, one input channel and 16 or more input channels
-were clean in a probe over input/output channels, kernel, stride, side, batch and threads (each
-case in its own process, under glibc's heap checker; docs/reliability.md has the grid).
+PyTorch 2.14.1's channels-last CPU backward of a 1x1 convolution with stride 2 (or more)
+corrupts the heap (glibc "double free or corruption", or a segfault) when the convolution has 2
+to 15 input channels and reads maps of 48 pixels or more: a width-8 ResNet-18's stage-2 shortcut
+(8 -> 16 channels) on 48- or 64-pixel images, at any batch size. The weight gradient alone
+triggers it; the forward pass, larger kernels, stride 1, one input channel and 16 or more input
+channels were clean in a probe over channels, kernel, stride, side, batch and threads (each case
+in its own process, under glibc's heap checker; docs/reliability.md has the grid).
 
 ``to_channels_last`` converts a model as ``model.to(memory_format=torch.channels_last)`` does and,
-on the CPU, keeps each such convolution in NCHW: its weight stays contiguous and its input is
+on the CPU, keeps each such convolution in NCHW: its weight keeps NCHW strides and its input is
 made contiguous by a forward pre-hook, so PyTorch runs its NCHW kernel there and NHWC elsewhere.
 The fallback changes that convolution's float rounding only; a network without such a
 convolution (every Fashion-MNIST and CIFAR configuration: 28- and 32-pixel maps) is converted
@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 UNSAFE_IN_CHANNELS = range(2, 16)  # 2..15 input channels
-SAFE_MAX_SIDE = 32  # no crash was seen up to 44 pixels; the margin keeps 33-47 out too
+SAFE_MAX_SIDE = 32  # crashes began at 48 pixels (none at 33-44); the margin covers the untested 45-47
 
 
 def channels_last_unsafe(conv: nn.Module, side: int) -> bool:
