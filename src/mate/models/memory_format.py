@@ -6,7 +6,7 @@ to 15 input channels and reads maps of 48 pixels or more: a width-8 ResNet-18's 
 (8 -> 16 channels) on 48- or 64-pixel images, at any batch size. The weight gradient alone
 triggers it; the forward pass, larger kernels, stride 1, one input channel and 16 or more input
 channels were clean in a probe over channels, kernel, stride, side, batch and threads (each case
-in its own process, under glibc's heap checker; docs/reliability.md has the grid).
+in its own process, under glibc's heap checker: scripts/probe_channels_last.py, docs/reliability.md).
 
 ``to_channels_last`` converts a model as ``model.to(memory_format=torch.channels_last)`` does and,
 on the CPU, keeps each such convolution in NCHW: its weight keeps NCHW strides and its input is
