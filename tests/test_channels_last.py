@@ -52,7 +52,8 @@ def test_only_the_unsafe_convolutions_of_a_width_8_network_at_48_px_stay_nchw():
     # the stage-2 shortcut (8 -> 16 channels, 1x1, stride 2) reads the 48-pixel maps of stage 1
     assert kept == ["stages.1.0.shortcut.0"]
     for name, (conv, side) in conv_inputs(model).items():
-        nchw = conv.weight.stride() == torch.empty(conv.weight.shape).stride()  # (a 1x1 weight is "contiguous" both ways)
+        # strides, not is_contiguous(): a 1x1 weight counts as contiguous in both layouts
+        nchw = conv.weight.stride() == torch.empty(conv.weight.shape).stride()
         assert nchw == (name in kept) == channels_last_unsafe(conv, side), name
 
 

@@ -91,7 +91,8 @@ def default_image_size(files: "ImageFiles") -> tuple[int, str]:
                                     f"({w}x{h}) are larger; {choose}")
     side = min(w, h)
     shape = "size" if w == h else f"shorter side of the {w}x{h} size"
-    return side, f"data.image_size unset: {side} px, the {shape} {how_many} share (set data.image_size to choose another)"
+    return side, (f"data.image_size unset: {side} px, the {shape} {how_many} share (set data.image_size to choose "
+                  "another)")
 
 
 @dataclass

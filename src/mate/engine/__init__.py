@@ -6,4 +6,5 @@ from .trained import TrainedModel, load_trained
 from .trainer import Trainer, build_model, build_objective, check_compatible, train
 
 __all__ = ["Trainer", "TrainStep", "build_model", "build_objective", "check_compatible", "train",
-           "load_checkpoint", "resolve_checkpoint", "save_checkpoint", "config_from_checkpoint", "TrainedModel", "load_trained"]
+           "load_checkpoint", "resolve_checkpoint", "save_checkpoint", "config_from_checkpoint", "TrainedModel",
+           "load_trained"]

@@ -172,7 +172,8 @@ def format_budget_table(points: Sequence[BudgetPoint], qs: Sequence[float] = SUM
     for p in points:
         if any(abs(p.q - q) < 1e-9 for q in qs):
             shares = " / ".join(f"{s:.2f}" for s in p.shares)
-            lines.append(f"| {p.q:.2f} | {p.avg_flops / 1e6:.2f} | {p.avg_flops / 2e6:.2f} | {p.accuracy:.2f} | {shares} |")
+            lines.append(f"| {p.q:.2f} | {p.avg_flops / 1e6:.2f} | {p.avg_flops / 2e6:.2f} | {p.accuracy:.2f} "
+                         f"| {shares} |")
     return "\n".join(lines)
 
 

@@ -108,7 +108,8 @@ def compare(config_path: Optional[str | Path], methods: Sequence[str], seeds: in
     configs = {(s.name, seed): run_config(base, s, seed, runs_dir) for s in specs for seed in range(seeds)}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "compare.json").write_text(json.dumps(
-        {"config": str(config_path or DEFAULT_CONFIG), "overrides": list(overrides), "methods": [s.__dict__ for s in specs],
+        {"config": str(config_path or DEFAULT_CONFIG), "overrides": list(overrides),
+         "methods": [s.__dict__ for s in specs],
          "seeds": seeds, "runs_dir": str(runs_dir)}, indent=2))
     results = train_all(configs, options, archive_dir, log)
     summary = summarise([s.name for s in specs], seeds, results)

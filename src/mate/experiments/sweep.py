@@ -214,7 +214,8 @@ def sweep(config_path: Optional[str | Path], grid: Optional[dict], seeds: int, o
     points = build_points(base, value_sets, range(seeds), runs_dir, variants_file)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "sweep.json").write_text(json.dumps(
-        {"config": str(config_path or DEFAULT_CONFIG), "overrides": list(overrides), "grid": grid, "points_file": str(points_file),
+        {"config": str(config_path or DEFAULT_CONFIG), "overrides": list(overrides), "grid": grid,
+         "points_file": str(points_file),
          "points": [{"name": p.name, "values": p.values} for p in points], "seeds": seeds,
          "runs_dir": str(runs_dir)}, indent=2, default=str))
     configs = {(p.name, s): cfg for p in points for s, cfg in p.configs.items()}

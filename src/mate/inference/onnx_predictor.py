@@ -95,8 +95,9 @@ def check_stage_shapes(folder: Path, manifest: dict, sessions: Sequence) -> None
     names = manifest["stages"]
     first = _static_shape(sessions[0].get_inputs()[0])
     if first != list(manifest["input_shape"]):
-        raise MateError(f"{folder}/manifest.json gives the input shape {' x '.join(map(str, manifest['input_shape']))}, "
-                        f"but {names[0]} takes {' x '.join(map(str, first))}; export the model again")
+        given = " x ".join(map(str, manifest["input_shape"]))
+        raise MateError(f"{folder}/manifest.json gives the input shape {given}, but {names[0]} takes "
+                        f"{' x '.join(map(str, first))}; export the model again")
     for k in range(len(sessions) - 1):
         outputs = sessions[k].get_outputs()
         gives = _static_shape(outputs[0]) if len(outputs) > 1 else None
