@@ -127,3 +127,59 @@ def test_csv_and_plot(tmp_path):
     assert len((tmp_path / "anytime.csv").read_text().splitlines()) == 6
     png = plot_budget_curves(curves, tmp_path / "budget.png", anytime)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_validation_split_too_small_to_tell_points_apart_warns_and_the_cheapest_wins():
+    import warnings
+
+    from mate.errors import MateWarning
+
+    # 6 validation images that every exit classifies right: every operating point scores 100 %
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    logits = torch.nn.functional.one_hot(labels, 3).float()[None].repeat(4, 1, 1) * torch.tensor(
+        [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])[None, :, None]
+    tiny = ExitLogits(logits, labels)
+    flops = [10e6, 20e6, 30e6, 40e6]
+    with pytest.warns(MateWarning) as caught:
+        q8, t8 = thresholds_for_budget(tiny, flops, 28e6)
+        q12, t12 = thresholds_for_budget(tiny, flops, 38e6)
+    assert q8 == q12 and torch.equal(t8, t12)  # two budgets, one point: the cheapest of the tied ones
+    cheapest = simulate(tiny, exit_scores(tiny.logits, "max_prob"), t8, flops).avg_flops
+    assert cheapest == min(simulate(tiny, exit_scores(tiny.logits, "max_prob"), torch.tensor(p.thresholds), flops)
+                           .avg_flops for p in budget_curve(tiny, tiny, flops))
+    assert str(caught[0].message) == (
+        f"the 6 validation images give every operating point within 28 MFLOPs the same accuracy (100.00%), so the "
+        f"cheapest ({cheapest / 1e6:.4g} MFLOPs) is taken; a larger validation split (data.val_size) tells them apart")
+    # a split that tells the points apart chooses without a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MateWarning)
+        thresholds_for_budget(synthetic_logits(1000, 0), flops, 30e6)
+
+
+def test_the_command_line_prints_a_warning_as_one_line(monkeypatch, capsys):
+    import warnings
+
+    import mate.commands.listing as listing
+    from mate.cli import main
+    from mate.errors import MateWarning
+
+    def warns():
+        warnings.warn(MateWarning("something to know"))
+        return 0
+
+    monkeypatch.setattr(listing, "list_command", warns)
+    assert main(["list"]) == 0
+    assert capsys.readouterr().err == "mate: warning: something to know\n"
+
+
+def test_budget_plot_names_its_units_and_which_exit_each_circle_is():
+    from mate.evaluation.plots import budget_figure
+
+    val, test = synthetic_logits(300, 0), synthetic_logits(300, 1)
+    flops = [1e6, 2e6, 3e6, 4e6]
+    fig = budget_figure({("run_a", "max_prob"): budget_curve(val, test, flops)}, {"run_a": anytime_points(test, flops)})
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "average cost per test image (MFLOPs; 1 MFLOP = 0.5 MMACs)"
+    assert ax.get_ylabel() == "test top-1 accuracy (%)"
+    labels = {t.get_text(): t.xy for t in ax.texts}
+    assert {k: labels[f"exit {k}"][0] for k in range(1, 5)} == {1: 1.0, 2: 2.0, 3: 3.0, 4: 4.0}

@@ -145,3 +145,39 @@ def test_paired_differences_are_per_seed():
     assert d["ensemble"][2:] == (1, 1)
     table = paired_table(results, ["ce", "mate"], "ce", 3)
     assert "| mate − ce | +1.50 ± 0.50 (3↑ 0↓) | -0.67 ± 0.58 (0↑ 2↓) |" in table
+
+
+def test_compare_and_sweep_without_config_train_the_recipe_mate_train_does(tmp_path):
+    """One default base for the three commands: the same overrides give the same run."""
+    from mate.config import DEFAULT_CONFIG
+    from mate.experiments.compare import MethodSpec
+    from mate.experiments.sweep import base_config, build_points
+
+    overrides = ["optim.lr=0.05", "model.width=8"]
+    trained = load_config(DEFAULT_CONFIG, overrides)  # what `mate train optim.lr=0.05 model.width=8` trains
+    assert DEFAULT_CONFIG == "fashion_mnist_quick" and trained.optim.nesterov and trained.optim.schedule == "cosine"
+    compared = run_config(base_config(None, overrides), MethodSpec("mate", {"name": "mate"}), 0, tmp_path)
+    swept = build_points(base_config(None, overrides), [(None, {"objective.kd_weight": 1.0})], [0], tmp_path)
+    for config in (compared, swept[0].configs[0]):
+        assert (config.data, config.model, config.objective, config.optim) == (
+            trained.data, trained.model, trained.objective, trained.optim)
+
+
+def test_every_value_axis_of_the_report_and_comparison_plots_names_its_unit(monkeypatch, tmp_path):
+    from matplotlib.figure import Figure
+
+    from mate.experiments import plots, run_report
+
+    figures = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: figures.append(fig))
+    records = [{"epoch": e, "train": {"ce": [1.0 / e] * 4, "loss": 2.0 / e, "teacher_student_kl": [[0.1] * 4] * 4},
+                "val": {"exit_acc": [50.0 + e] * 4, "ensemble_acc": 55.0}} for e in (1, 2)]
+    run_report._curves(records, tmp_path / "c.png")
+    run_report._kl(records, tmp_path / "k.png")
+    summary = {"ce": {"exit_acc": [(50.0, 1.0)] * 4}, "mate": {"exit_acc": [(52.0, 1.0)] * 4}}
+    plots.plot_exit_accuracy(summary, tmp_path / "e.png")
+    plots.plot_improvement(summary, "ce", tmp_path / "i.png")
+    labels = [(ax.get_xlabel(), ax.get_ylabel()) for fig in figures for ax in fig.axes]
+    assert labels == [("epoch", "cross-entropy (nats, log scale)"), ("epoch", "validation accuracy (%)"),
+                      ("epoch", "KL_T(teacher || student), T² batchmean (nats, log scale)"),
+                      ("exit", "test accuracy (%)"), ("exit", "accuracy − ce (percentage points)")]

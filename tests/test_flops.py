@@ -64,10 +64,11 @@ def test_flops_command_on_a_config(capsys):
     out = json.loads(capsys.readouterr().out)
     model = mate.create_model("resnet18", num_classes=10, in_channels=1, width=8, input_size=28)
     costs = exit_costs(model)
-    assert out == {"input_shape": [1, 28, 28], "flops": costs.flops, "params": costs.params}
+    assert out == {"input_shape": [1, 28, 28], "flops": costs.flops, "macs": [f // 2 for f in costs.flops],
+                   "params": costs.params}
     assert main(["flops", "fashion_mnist_quick", "model.width=8"]) == 0
     text = capsys.readouterr().out
-    assert "2 x multiply-accumulates" in text and f"| 4 | {costs.flops[-1] / 1e6:.2f} | 1.000 |" in text
+    assert "2 x multiply-accumulates" in text and f"| 4 | {costs.flops[-1] / 1e6:.2f} | {costs.flops[-1] / 2e6:.2f} | 1.000 |" in text
 
 
 def test_flops_of_an_image_file_dataset_at_another_size_reads_no_file(capsys, tmp_path):
@@ -75,6 +76,8 @@ def test_flops_of_an_image_file_dataset_at_another_size_reads_no_file(capsys, tm
                  "data.image_size=112", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     model = mate.create_model("imagenet_resnet18", num_classes=200, in_channels=3, width=4, input_size=112)
-    assert out == {"input_shape": [3, 112, 112], "flops": exit_costs(model).flops, "params": exit_costs(model).params}
+    costs = exit_costs(model)
+    assert out == {"input_shape": [3, 112, 112], "flops": costs.flops, "macs": [f // 2 for f in costs.flops],
+                   "params": costs.params}
     assert main(["flops", "fashion_mnist_quick", "data.image_size=32", "--json"]) == 2
     assert "fashion_mnist holds 28x28 images" in capsys.readouterr().err

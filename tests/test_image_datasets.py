@@ -262,3 +262,121 @@ def test_shipped_image_folder_config_trains_then_budget_and_export(tmp_path, cap
     assert manifest["input_shape"] == [3, 64, 64] and manifest["class_names"] == ["cat", "dog", "emu"]
     assert manifest["thresholds"] == pytest.approx([0.9, 0.9, 0.9])  # stored as float32
     capsys.readouterr()
+
+
+# -- one home for opening image files, and image_folder's own checks -----------------------------
+
+def bomb_png(path, side=20000):
+    """A PNG whose header claims side x side pixels (over twice PIL's limit); its data is one row."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 8))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_16_bit_images_are_scaled_by_their_bit_depth(tmp_path):
+    import numpy as np
+
+    from mate.data.image_folder import open_image
+
+    grey = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)  # 0 .. 65520
+    Image.fromarray(grey).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode == "I;16"
+    expected = np.round(grey / 257).astype(np.uint8)  # 65535 -> 255
+    assert np.array_equal(np.asarray(open_image(tmp_path / "g16.png", "L")), expected)
+    rgb = np.asarray(open_image(tmp_path / "g16.png", "RGB"))
+    assert rgb.shape == (64, 64, 3) and all(np.array_equal(rgb[..., c], expected) for c in range(3))
+    eight = np.arange(256, dtype=np.uint8).reshape(16, 16)  # 8-bit images are unchanged
+    Image.fromarray(eight).save(tmp_path / "g8.png")
+    assert np.array_equal(np.asarray(open_image(tmp_path / "g8.png", "L")), eight)
+
+
+def test_a_decompression_bomb_is_one_clear_error(tmp_path):
+    from mate.data.image_folder import open_image
+
+    path = bomb_png(tmp_path / "bomb.png")
+    with pytest.raises(DataError, match=r"^cannot read image .*bomb.png: 400000000 pixels, more than PIL's "
+                                        r"decompression-bomb limit"):
+        open_image(path, "RGB")
+    with pytest.raises(DataError, match="cannot read image .*bomb.png"):
+        decode_to_memory(ImageFiles([str(path)], torch.tensor([0])), 8, num_workers=0)
+
+
+def test_training_reads_16_bit_images_as_predict_does(tmp_path):
+    import numpy as np
+
+    grey = np.full((12, 12), 40000, dtype=np.uint16)
+    Image.fromarray(grey).save(tmp_path / "a.png")
+    data = decode_to_memory(ImageFiles([str(tmp_path / "a.png")], torch.tensor([0])), 12, num_workers=0)
+    assert data.images.unique().tolist() == [round(40000 / 257)]
+
+
+def test_an_empty_class_folder_is_refused(tmp_path):
+    make_image_folder(tmp_path)
+    (tmp_path / "train" / "fox").mkdir()
+    with pytest.raises(DataError, match=r"^image_folder: the class folder .*train/fox holds no image files "
+                                        r"\(.jpg, .jpeg, .png"):
+        load_dataset("image_folder", root=str(tmp_path))
+
+
+def test_a_single_class_is_refused(tmp_path):
+    make_image_folder(tmp_path, classes=("cat",))
+    with pytest.raises(DataError, match=r"^image_folder: .*train has one class folder \(cat\); a classifier needs "
+                                        r"at least two"):
+        load_dataset("image_folder", root=str(tmp_path))
+
+
+def square_folder(root, side=20, classes=("cat", "dog"), per_class=(3, 2)):
+    for split, n in zip(("train", "val"), per_class):
+        for c in classes:
+            for i in range(n):
+                write_image(root / split / c / f"{c}_{i}.png", i, size=(side, side), fmt="PNG")
+    return root
+
+
+def test_image_folder_default_size_is_the_images_own_when_they_share_one(tmp_path):
+    s = load_dataset("image_folder", root=str(square_folder(tmp_path)))
+    assert s.image_size == 20
+    assert s.extra["image_size_note"] == ("data.image_size unset: 20 px, the size all 6 training images share "
+                                          "(set data.image_size to choose another)")
+
+
+def test_image_folder_default_size_is_224_for_mixed_or_large_images(tmp_path):
+    make_image_folder(tmp_path / "mixed")  # heights 32..37, width 36
+    s = load_dataset("image_folder", root=str(tmp_path / "mixed"))
+    assert s.image_size == 224
+    assert s.extra["image_size_note"] == ("data.image_size unset: 224 px, because the training images have several "
+                                          "sizes (e.g. 36x32 and 36x33); set data.image_size=N to train at N x N")
+    s = load_dataset("image_folder", root=str(square_folder(tmp_path / "large", side=240)))
+    assert s.image_size == 224
+    assert "224 px, because the training images (240x240) are larger" in s.extra["image_size_note"]
+    config = load_config(None, ["data.name=image_folder", f"data.root={tmp_path / 'mixed'}", "data.image_size=16",
+                                "data.num_workers=0", "data.val_size=2", "data.batch_size=2"])
+    assert build_data(config.data, "cpu").splits.input_size == 16  # a set data.image_size wins
+
+
+def test_num_workers_default_follows_the_usable_cpus(monkeypatch, tmp_path):
+    import os
+    import warnings
+
+    from mate.config import DataConfig
+    from mate.data.build import resolve_num_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert DataConfig().num_workers is None and resolve_num_workers(None) == 2 and resolve_num_workers(3) == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert resolve_num_workers(None) == 4
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    config = load_config(None, ["data.name=image_folder", f"data.root={square_folder(tmp_path)}",
+                                "data.in_memory=false", "data.val_size=2", "data.batch_size=2"])
+    data = build_data(config.data, "cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PyTorch warns when a DataLoader has more workers than usable CPUs
+        assert sum(len(y) for _, y in data.test) == 4
+    assert data.test.num_workers == 2

@@ -135,7 +135,7 @@ def test_extreme_thresholds_and_cost(trained):
 def test_budget_mode_picks_the_validation_operating_point(trained):
     flops = EarlyExitPredictor(trained.model, thresholds=0.5).costs.flops
     budget = 0.6 * flops[-1]
-    predictor = EarlyExitPredictor(trained.model, budget=budget, calibration=trained.val_logits)
+    predictor = EarlyExitPredictor(trained.model, budget_flops=budget, calibration=trained.val_logits)
     curve = budget_curve(trained.val_logits, trained.test_logits, flops)
     chosen = next(p for p in curve if p.q == predictor.q)
     assert chosen.val_avg_flops <= budget
@@ -151,9 +151,9 @@ def test_wrong_arguments_are_clear_errors(trained):
     with pytest.raises(ConfigError, match="give 1 or 3 thresholds"):
         EarlyExitPredictor(trained.model, thresholds=[0.9, 0.8])
     with pytest.raises(ConfigError, match="needs calibration logits"):
-        EarlyExitPredictor(trained.model, budget=1e6)
+        EarlyExitPredictor(trained.model, budget_flops=1e6)
     with pytest.raises(MateError, match="Raise --budget"):
-        EarlyExitPredictor(trained.model, budget=1.0, calibration=trained.val_logits)
+        EarlyExitPredictor(trained.model, budget_flops=1.0, calibration=trained.val_logits)
 
 
 def test_budget_command_plots_several_checkpoints(trained, tmp_path, capsys):
@@ -162,6 +162,8 @@ def test_budget_command_plots_several_checkpoints(trained, tmp_path, capsys):
     assert main(["budget", ckpt, last, "--score", "max_prob", "patience", "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "| exit 4 |" in text and "| ensemble |" in text
+    assert "| exit | MFLOPs | MMACs | test acc (%) |" in text  # the costs in both units
+    assert "| q | avg MFLOPs | avg MMACs | test acc (%) | exit shares |" in text
     rows = list(csv.DictReader((tmp_path / "budget.csv").open()))
     assert len(rows) == 2 * 2 * 39
     assert {r["label"] for r in rows} == {"tiny", "tiny/last"}
@@ -226,7 +228,7 @@ def test_predict_command_on_a_folder_of_images(trained, tmp_path, capsys):
     r = EarlyExitPredictor(prepare_for_inference(trained.model), thresholds=0.9)(x[:5])
     assert [int(row["prediction"]) for row in rows[1:]] == r.predictions.tolist()
     assert [int(row["exit"]) - 1 for row in rows[1:]] == r.exits.tolist()
-    assert rows[1]["class"] == trained.class_names()[r.predictions[0]]
+    assert rows[1]["predicted_class"] == trained.class_names()[r.predictions[0]]
     assert "img_0.png: " in capsys.readouterr().out
     assert main(["predict", str(trained.checkpoint), "--threshold", "0.9", "--images", str(tmp_path / "none")]) == 2
 
@@ -259,7 +261,7 @@ def test_onnx_predictor_equals_its_offline_simulation(trained, exported, score):
     from mate.evaluation.scores import score_step as numpy_score_step  # one score_step for NumPy and torch
 
     images = torch.cat([x for x, _ in trained.data.test]).numpy()
-    probe = OnnxEarlyExitPredictor(exported, thresholds=0.5, score=score)
+    probe = OnnxEarlyExitPredictor(exported, thresholds=math.inf, score=score)
     logits = probe.stage_logits(images)  # every stage on every row, the whole test subset in one batch
     # ONNX Runtime's logits are PyTorch's up to float rounding
     np.testing.assert_allclose(np.stack(logits), trained.test_logits.logits.numpy(), rtol=1e-4, atol=1e-4)
@@ -295,7 +297,7 @@ def test_export_command_stores_the_budget_operating_point(trained, exported):
     from mate.inference import OnnxEarlyExitPredictor
 
     manifest = json.loads((exported / "manifest.json").read_text())
-    expected = EarlyExitPredictor(trained.model, budget=25e6, calibration=trained.val_logits)
+    expected = EarlyExitPredictor(trained.model, budget_flops=25e6, calibration=trained.val_logits)
     assert manifest["thresholds"] == pytest.approx(expected.thresholds[:-1].tolist())
     assert manifest["score"] == "max_prob" and manifest["class_names"] == trained.class_names()
     assert manifest["mean"] == pytest.approx(list(trained.data.splits.mean))
@@ -323,10 +325,15 @@ def test_predict_command_runs_an_export_folder(trained, exported, tmp_path, caps
     x, _ = next(iter(trained.data.test))
     r = OnnxEarlyExitPredictor(exported)(x[:6].numpy())
     assert [int(row["exit"]) - 1 for row in rows] == r.exits.tolist()
-    assert [row["class"] for row in rows] == [trained.class_names()[c] for c in r.predictions]
+    assert [row["predicted_class"] for row in rows] == [trained.class_names()[c] for c in r.predictions]
     capsys.readouterr()
-    assert main(["predict", str(exported), "--split", "test"]) == 2
-    assert "give --images" in capsys.readouterr().err
+    # the export names its dataset: a split is measured with ONNX Runtime
+    assert main(["predict", str(exported), "--split", "test", "--out", str(out)]) == 0
+    preds, exits, _ = _onnx_run(OnnxEarlyExitPredictor(exported), trained.data.test)
+    rows = list(csv.DictReader(out.open()))
+    assert [int(row["exit"]) - 1 for row in rows] == exits.tolist()
+    acc = (preds == trained.test_logits.labels.numpy()).mean() * 100
+    assert f"test: 1000 images, accuracy {acc:.2f}%" in capsys.readouterr().out
     assert main(["predict", str(exported), "--images", str(folder), "--budget", "20"]) == 2
     assert main(["predict", str(exported), "--images", str(folder), "--score", "patience"]) == 2
     assert "give --threshold for --score patience" in capsys.readouterr().err
@@ -349,10 +356,13 @@ def test_export_command_with_given_thresholds_or_none(trained, tmp_path, capsys)
     import json
 
     pytest.importorskip("onnxruntime")
-    assert main(["export", str(trained.checkpoint), "--threshold", "2.5,3.5,4", "--score", "patience",
+    assert main(["export", str(trained.checkpoint), "--threshold", "1.25,2.5,3.5", "--score", "patience",
                  "--out", str(tmp_path / "a")]) == 0
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
-    assert manifest["thresholds"] == [2.5, 3.5, 4.0] and manifest["score"] == "patience"
+    assert manifest["thresholds"] == [1.25, 2.5, 3.5] and manifest["score"] == "patience"
+    assert main(["export", str(trained.checkpoint), "--threshold", "2.5,3.5,4", "--score", "patience",
+                 "--out", str(tmp_path / "c")]) == 2  # 4 is above patience's range, [0, 3.5]: refused
+    assert "threshold 4 is outside the range of patience scores, [0, 3.5]" in capsys.readouterr().err
     assert main(["export", str(trained.checkpoint), "--out", str(tmp_path / "b")]) == 0
     assert "no thresholds stored" in capsys.readouterr().out
     from mate.inference import OnnxEarlyExitPredictor

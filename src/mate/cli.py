@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
 from ._version import __version__
-from .errors import ConfigError, MateError
+from .config import DEFAULT_CONFIG
+from .errors import ConfigError, MateError, MateWarning
 from .evaluation.scores import SCORES
 from .plugins import import_modules
 from .runtime import tune_cpu_allocator
@@ -107,7 +109,8 @@ def _add_import_arg(p: argparse.ArgumentParser) -> None:
 
 def _add_run_set_args(p: argparse.ArgumentParser, default_out: str) -> None:
     """The options mate compare and mate sweep share: the base config, seeds and where runs go."""
-    p.add_argument("--config", help="base YAML config (file or shipped name)")
+    p.add_argument("--config", help=f"base YAML config (file or shipped name; default: {DEFAULT_CONFIG}, "
+                                    "the base of mate train too)")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     p.add_argument("--out", default=default_out, help=f"output folder (default {default_out})")
     p.add_argument("--variants", help="extra YAML of named objective sections (methods)")
@@ -157,7 +160,7 @@ def cmd_budget(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .commands.predict import predict_command
 
-    return predict_command(args.checkpoint, budget=args.budget, thresholds=_thresholds(args.threshold),
+    return predict_command(args.checkpoint, budget_mflops=args.budget, thresholds=_thresholds(args.threshold),
                            score=args.score, split=args.split, images=args.images, out=args.out,
                            batch_size=args.batch_size, as_trained=args.as_trained, overrides=args.overrides)
 
@@ -165,7 +168,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .commands.export import export_command
 
-    return export_command(args.checkpoint, args.out, budget=args.budget, thresholds=_thresholds(args.threshold),
+    return export_command(args.checkpoint, args.out, budget_mflops=args.budget, thresholds=_thresholds(args.threshold),
                           score=args.score, overrides=args.overrides)
 
 
@@ -183,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a multi-exit network and print its per-exit table",
                        description="Train, validate every epoch, keep last/best checkpoints, test the best.")
-    p.add_argument("--config", help="YAML file or shipped config name (default: fashion_mnist_quick)")
+    p.add_argument("--config", help=f"YAML file or shipped config name (default: {DEFAULT_CONFIG})")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config (file, then overrides) as YAML and exit: nothing is trained "
@@ -194,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="per-exit and ensemble accuracy of a checkpoint",
                        description="Evaluate every exit and the exits' ensemble of a checkpoint.")
-    p.add_argument("checkpoint", help="a .pt file written by mate train (or its run folder)")
+    p.add_argument("checkpoint", help="a .pt file written by mate train, or its run folder (its best.pt)")
     p.add_argument("--split", choices=["test", "val", "both"], default="test")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. data.root=DIR run.device=cpu")
@@ -252,9 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_budget)
 
     p = sub.add_parser("predict", help="batched early-exit prediction on a dataset split or a folder of images",
-                       description="Run the early-exit predictor; print accuracy and cost (split) or one line per image.")
-    p.add_argument("checkpoint", help="a .pt file written by mate train, or a folder written by mate export "
-                                      "(run with ONNX Runtime; --images only)")
+                       description="Run the early-exit predictor; print accuracy, average cost (MFLOPs and MMACs) and "
+                                   "exit shares on a split, or one line per image and that summary on a folder.")
+    p.add_argument("checkpoint", help="a .pt file written by mate train or its run folder (its best.pt), or a "
+                                      "folder written by mate export (run with ONNX Runtime)")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--budget", type=float, metavar="MFLOPS", help="average MFLOPs per sample; thresholds calibrated on the validation split")
     how.add_argument("--threshold", metavar="T[,T...]", help="one threshold for every exit but the last, or one per exit "
@@ -262,14 +266,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score", choices=SCORES,
                    help="exit score (default: max_prob; an export folder: the manifest's)")
     p.add_argument("--split", choices=["test", "val"], default="test", help="dataset split to predict (default: test)")
-    p.add_argument("--images", metavar="DIR", help="predict the image files of DIR (PNG, JPEG, BMP, WebP, TIFF, PPM, PGM) "
-                                                  "instead of a split")
-    p.add_argument("--out", metavar="CSV", help="write one row per sample: prediction, exit, MFLOPs")
+    p.add_argument("--images", metavar="DIR", help="predict the image files under DIR, sub-folders included (PNG, "
+                                                  "JPEG, BMP, WebP, TIFF, PPM, PGM) instead of a split; sub-folders "
+                                                  "named after the model's classes give the accuracy")
+    p.add_argument("--out", metavar="CSV", help="write one row per sample: label (when known), prediction, "
+                                                "predicted_class, exit, MFLOPs")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--as-trained", action="store_true",
                    help="run the network as trained, without folding BatchNorm into the convolutions "
                         "(and without NHWC weights on CPU)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. data.root=DIR")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="e.g. data.root=DIR (an export folder: data.* only); give them before the options")
     _add_import_arg(p)
     p.set_defaults(func=cmd_predict)
 
@@ -277,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Export a checkpoint to ONNX: multi_exit.onnx, stage_1..K.onnx and manifest.json "
                                    "(shapes, mean/std, FLOPs per exit, score and thresholds). Run it with "
                                    "`mate predict EXPORT_DIR --images DIR` or mate.inference.OnnxEarlyExitPredictor.")
-    p.add_argument("checkpoint", help="a .pt file written by mate train")
+    p.add_argument("checkpoint", help="a .pt file written by mate train, or its run folder (its best.pt)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--budget", type=float, metavar="MFLOPS", help="store the thresholds for this average cost "
@@ -301,6 +308,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_printer(fallback):
+    """``warnings.showwarning`` that prints a MateWarning as one line, like an error, and passes other
+    warnings to ``fallback``."""
+    def show(message, category, *where):
+        if issubclass(category, MateWarning):
+            print(f"mate: warning: {message}", file=sys.stderr)
+        else:
+            fallback(message, category, *where)
+
+    return show
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -310,7 +329,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     try:
         import_modules(getattr(args, "imports", ()), "--import")
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", MateWarning)
+            warnings.showwarning = _warning_printer(warnings.showwarning)
+            return args.func(args)
     except MateError as exc:
         print(f"mate: error: {exc}", file=sys.stderr)
         return 2

@@ -59,7 +59,8 @@ class DataConfig:
     in_memory: Literal["auto", True, False] = option(
         "auto", "image files: true: decode once into memory, train with crop_padding/flip; false: stream from "
                 "disk with random-resized crops; auto: in memory when image_size <= 64 and the images fit in 4 GiB")
-    num_workers: NonNegativeInt = option(4, "image files: decoding processes")
+    num_workers: Optional[NonNegativeInt] = option(
+        None, "image files: decoding processes; null: min(4, the CPUs this process may use)")
     crop_min_scale: ShareOfOne = option(0.08, "streamed training: smallest area share of a random-resized crop")
     eval_crop: ShareOfOne = option(
         0.875, "streamed evaluation: center crop of image_size / eval_crop (224 of 256)")
@@ -313,6 +314,9 @@ def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
 
 
 SHIPPED_CONFIGS = Path(__file__).parent / "configs"
+# The base of mate train, compare and sweep without --config: the main job's recipe, so that the
+# same overrides train the same runs in all three.
+DEFAULT_CONFIG = "fashion_mnist_quick"
 
 
 def resolve_config_path(path: str | Path) -> Path:

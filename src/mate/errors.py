@@ -23,3 +23,7 @@ class TrainingDiverged(MateError):
 
 class FolderInUse(MateError):
     """Another process holds the folder (a run folder, a comparison's output folder)."""
+
+
+class MateWarning(UserWarning):
+    """Something the user should know about a result that is still given (the CLI prints the message alone)."""

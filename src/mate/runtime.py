@@ -29,6 +29,15 @@ TRIM_THRESHOLD = 1 << 30
 _applied = False
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, e.g. under taskset, Slurm or a
+    container's cpuset), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity call on this platform (macOS, Windows)
+        return os.cpu_count() or 1
+
+
 def _other_allocator() -> bool:
     preload = os.environ.get("LD_PRELOAD", "")
     return any(name in preload for name in ("jemalloc", "tcmalloc", "mimalloc"))

@@ -35,15 +35,24 @@ def write_csv(path: Optional[str | Path], header: Sequence[str], rows: Sequence[
     print(f"wrote {path}")
 
 
-def build_predictor(trained: TrainedModel, model: MultiExitNetwork, budget: Optional[float],
-                  thresholds: Optional[Sequence[float]], score: str) -> EarlyExitPredictor:
-    """An EarlyExitPredictor of ``model`` for ``budget`` MFLOPs per sample (thresholds calibrated on
-    the run's validation split, on ``model`` itself) or for the given ``thresholds``."""
-    if budget is not None:
+def checkpoint_line(given: str | Path, trained: TrainedModel) -> str:
+    """Which file a command read for ``given`` (a file, or a run folder) and why."""
+    if not Path(given).is_dir():
+        return f"checkpoint: {trained.path} (epoch {trained.epoch})"
+    why = ("selected on validation; a run folder means its best.pt" if trained.path.name == "best.pt"
+           else "the run folder has no best.pt yet")
+    return f"checkpoint: {trained.path} (epoch {trained.epoch}, {why})"
+
+
+def build_predictor(trained: TrainedModel, model: MultiExitNetwork, budget_mflops: Optional[float],
+                    thresholds: Optional[Sequence[float]], score: str) -> EarlyExitPredictor:
+    """An EarlyExitPredictor of ``model`` for ``budget_mflops`` MFLOPs per sample (thresholds
+    calibrated on the run's validation split, on ``model`` itself) or for the given ``thresholds``."""
+    if budget_mflops is not None:
         if trained.data.val is None:
             raise MateError("--budget calibrates thresholds on the validation split, and this run has none "
                             "(data.val_size=0); use --threshold, or the override data.val_size=5000")
         with torch.inference_mode():
             calibration = collect_exit_logits(model, trained.data.val)
-        return EarlyExitPredictor(model, budget=budget * 1e6, calibration=calibration, score=score)
+        return EarlyExitPredictor(model, budget_flops=budget_mflops * 1e6, calibration=calibration, score=score)
     return EarlyExitPredictor(model, thresholds=thresholds, score=score)

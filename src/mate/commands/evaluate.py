@@ -6,6 +6,7 @@ from typing import Literal, Sequence
 
 from ..engine import load_trained
 from ..evaluation import collect_exit_logits, format_exit_table
+from .common import checkpoint_line
 
 
 def eval_command(checkpoint: str, split: Literal["test", "val", "both"] = "test", as_json: bool = False,
@@ -20,6 +21,6 @@ def eval_command(checkpoint: str, split: Literal["test", "val", "both"] = "test"
     if as_json:
         print(json.dumps(rows, indent=2))
     else:
-        print(f"checkpoint: {checkpoint} (epoch {trained.epoch})")
+        print(checkpoint_line(checkpoint, trained))
         print(format_exit_table(rows))
     return 0

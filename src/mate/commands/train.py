@@ -4,11 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..config import config_to_yaml, load_config, resolve_config_path
+from ..config import DEFAULT_CONFIG, config_to_yaml, load_config, resolve_config_path
 from ..engine import config_from_checkpoint, train
 from .common import is_main_process
-
-DEFAULT_CONFIG = "fashion_mnist_quick"  # the main job's config, shipped with the package
 
 
 def train_command(config: Optional[str] = None, overrides: Sequence[str] = (), resume: Optional[str] = None,

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..runtime import usable_cpus
 from .base import ArrayDataset, DatasetSplits, validation_split
 from .image_folder import FolderSplits, ImageFiles
 from .loader import InMemoryLoader
@@ -30,6 +31,7 @@ Split = Union[ArrayDataset, ImageFiles, DatasetItems]
 IN_MEMORY_MAX_SIDE = 64  # auto: small images get the in-memory, CIFAR-style recipe
 IN_MEMORY_MAX_BYTES = 4 * 2**30
 DEFAULT_EVAL_CROP = 0.875  # data.eval_crop's default: the 224-pixel center crop of a 256-pixel resize
+MAX_DEFAULT_WORKERS = 4
 
 
 class DataOptions(Protocol):
@@ -48,7 +50,7 @@ class DataOptions(Protocol):
     flip: bool
     image_size: Optional[int]
     in_memory: Literal["auto", True, False]
-    num_workers: int
+    num_workers: Optional[int]
     crop_min_scale: float
     eval_crop: float
     factory: Optional[str]
@@ -91,8 +93,9 @@ def build_data(d: DataOptions, device: torch.device | str, seed: int = 0, rank: 
                else "leave data.eval_crop unset")
         raise ConfigError(f"data.eval_crop={d.eval_crop} applies to streamed evaluation only: {d.name} is held in "
                           f"memory here and evaluated on whole images; {how}")
+    workers = resolve_num_workers(d.num_workers)
     if streamed:
-        stream = dict(common, image_size=splits.image_size, num_workers=d.num_workers, eval_crop=d.eval_crop)
+        stream = dict(common, image_size=splits.image_size, num_workers=workers, eval_crop=d.eval_crop)
         return DataBundle(
             splits,
             StreamingLoader(train, d.batch_size, train=True, flip=d.flip, crop_min_scale=d.crop_min_scale,
@@ -102,7 +105,7 @@ def build_data(d: DataOptions, device: torch.device | str, seed: int = 0, rank: 
             val_idx,
         )
     if isinstance(splits, FolderSplits):
-        train, val, test = (_decode(files, splits.image_size, d.num_workers) for files in (train, val, test))
+        train, val, test = (_decode(files, splits.image_size, workers) for files in (train, val, test))
     return DataBundle(
         splits,
         InMemoryLoader(train, d.batch_size, train=True, crop_padding=d.crop_padding, flip=d.flip,
@@ -133,6 +136,12 @@ def _check_python_options(d: DataOptions) -> None:
         if value != default:
             raise ConfigError(f"{key}={value}: data.name=python streams the factory's datasets through their own "
                               "transforms; leave it unset")
+
+
+def resolve_num_workers(num_workers: Optional[int]) -> int:
+    """data.num_workers, or by default one decoding process per usable CPU up to 4: more workers
+    than CPUs only compete with the training process for them."""
+    return min(MAX_DEFAULT_WORKERS, usable_cpus()) if num_workers is None else num_workers
 
 
 def sized(splits: DatasetSplits, d: DataOptions) -> DatasetSplits:

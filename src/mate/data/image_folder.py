@@ -6,10 +6,14 @@ the images are cropped to, and ``val`` holds a dataset's own validation split wh
 The generic ``image_folder`` dataset reads ``train/``, ``val/`` and optionally ``test/``, each with
 one sub-folder per class. The published layouts (TinyImageNet, CUB-200-2011, Stanford Dogs,
 FGVC-Aircraft) have their own modules built on the helpers here.
+
+``open_image`` is the one place an image file is opened, for training and for ``mate predict``
+alike: unreadable files, decompression bombs and 16-bit images are handled there once.
 """
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -23,6 +27,72 @@ from .registry import register_dataset
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# image_folder without data.image_size: the images' own size when they all share one no larger
+# than this (upsampling adds no information), else this side, the usual ImageNet crop.
+DEFAULT_IMAGE_SIZE = 224
+SIZE_CHECK_LIMIT = 1000  # training images whose size is read (evenly spread) to pick the default
+
+
+def open_image(path: str | Path, mode: str):
+    """The image file ``path`` decoded and converted to ``mode`` ("L" or "RGB"), as a PIL image.
+
+    16-bit images (PIL modes I;16* and I) are scaled by their bit depth, 65535 -> 255: PIL's own
+    conversion clips them, which turns almost every pixel white. A file that cannot be read,
+    including one over PIL's decompression-bomb limit, is a DataError naming it.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            if img.mode.startswith("I;16") or img.mode == "I":
+                import numpy as np
+
+                wide = np.asarray(img, dtype=np.float64)
+                img = Image.fromarray(np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8), mode="L")
+            return img.convert(mode)
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"cannot read image {path}: {_bomb_reason(exc)}") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"cannot read image {path}: the file is missing, truncated or not an image ({exc})") from None
+
+
+def _bomb_reason(exc: Exception) -> str:
+    from PIL import Image
+
+    pixels = re.findall(r"\d+", str(exc))  # PIL: "Image size (N pixels) exceeds limit of M pixels, ..."
+    count = f"{pixels[0]} pixels" if pixels else "too many pixels"
+    return (f"{count}, more than PIL's decompression-bomb limit ({2 * Image.MAX_IMAGE_PIXELS}); raise "
+            "PIL.Image.MAX_IMAGE_PIXELS if the file is trusted")
+
+
+def default_image_size(files: "ImageFiles") -> tuple[int, str]:
+    """The side image_folder trains at when data.image_size is unset, and a note that says why."""
+    from PIL import Image
+
+    step = max(1, len(files) // SIZE_CHECK_LIMIT)
+    checked = files.paths[::step][:SIZE_CHECK_LIMIT]
+    sizes: dict[tuple[int, int], str] = {}
+    for path in checked:
+        try:
+            with Image.open(path) as img:
+                sizes.setdefault(img.size, path)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            open_image(path, "RGB")  # the same clear error training would give
+    how_many = (f"all {len(checked)} training images" if len(checked) == len(files)
+                else f"all {len(checked)} training images checked (of {len(files)})")
+    choose = "set data.image_size=N to train at N x N"
+    if len(sizes) > 1:
+        a, b = (f"{w}x{h}" for w, h in list(sizes)[:2])
+        return DEFAULT_IMAGE_SIZE, (f"data.image_size unset: {DEFAULT_IMAGE_SIZE} px, because the training images "
+                                    f"have several sizes (e.g. {a} and {b}); {choose}")
+    (w, h), = sizes
+    if min(w, h) > DEFAULT_IMAGE_SIZE:
+        return DEFAULT_IMAGE_SIZE, (f"data.image_size unset: {DEFAULT_IMAGE_SIZE} px, because the training images "
+                                    f"({w}x{h}) are larger; {choose}")
+    side = min(w, h)
+    shape = "size" if w == h else f"shorter side of the {w}x{h} size"
+    return side, (f"data.image_size unset: {side} px, the {shape} {how_many} share (set data.image_size to choose "
+                  "another)")
 
 
 @dataclass
@@ -93,16 +163,25 @@ def scan_class_folders(folder: Path, dataset: str, hint: str,
     """Image files of ``folder/<class>/...``; classes are the sorted sub-folders unless given."""
     require(folder, dataset, hint)
     found = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    if class_names is None:
+    training = class_names is None  # the split that defines the classes
+    if training:
         class_names = found
         if not class_names:
             raise DataError(f"{dataset}: {folder} has no class sub-folders. {hint}")
+        if len(class_names) == 1:
+            # every label would be 0, and every accuracy 100 %
+            raise DataError(f"{dataset}: {folder} has one class folder ({class_names[0]}); a classifier needs at "
+                            "least two")
     index = {name: i for i, name in enumerate(class_names)}
     paths, labels = [], []
     for name in found:
         if name not in index:
             raise DataError(f"{dataset}: class folder {folder / name} is not one of the training classes")
         files = sorted(p for p in (folder / name).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if training and not files:
+            # a class without a training image is never predicted and would only look learnt
+            raise DataError(f"{dataset}: the class folder {folder / name} holds no image files "
+                            f"({', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder")
         paths += [str(p) for p in files]
         labels += [index[name]] * len(files)
     if not paths:
@@ -117,6 +196,9 @@ def image_folder(root: Optional[str] = None, download: bool = False) -> FolderSp
     With a ``test/`` folder, ``val/`` is the validation split used for checkpoint selection.
     Without one, ``val/`` is the test set (as published ImageNet-style results use it) and the
     validation split is held out of ``train/`` (``data.val_size``).
+
+    The default input side (without ``data.image_size``) is the training images' own size when
+    they all share one of at most 224 pixels, else 224; ``extra["image_size_note"]`` says which.
     """
     hint = "data.root must be a folder with train/<class>/*.jpg and val/<class>/*.jpg (test/ optional)."
     if not root:
@@ -130,5 +212,6 @@ def image_folder(root: Optional[str] = None, download: bool = False) -> FolderSp
         official_val: Optional[ImageFiles] = val
     else:
         test, official_val = val, None
+    side, note = default_image_size(train)
     return FolderSplits("image_folder", train, test, len(classes), IMAGENET_MEAN, IMAGENET_STD, classes,
-                        str(base), val=official_val)
+                        str(base), extra={"image_size_note": note}, image_size=side, val=official_val)

@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
 import torch
-from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -26,7 +25,7 @@ if TYPE_CHECKING:
 
 from ..errors import DataError
 from .base import ArrayDataset, epoch_seed
-from .image_folder import ImageFiles
+from .image_folder import ImageFiles, open_image
 from .loader import BatchLoader
 
 
@@ -66,14 +65,13 @@ class DecodedImages(Dataset):
     def __getitem__(self, item: tuple[int, Optional[int]]) -> tuple[Tensor, int]:
         index, seed = item
         try:
-            with Image.open(self.paths[index]) as img:
-                img = img.convert("RGB")
+            img = open_image(self.paths[index], "RGB")
             if seed is None:
                 return self.transform(img), self.labels[index]
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 return self.transform(img), self.labels[index]
-        except (OSError, ValueError, Image.DecompressionBombError):
+        except (DataError, OSError, ValueError):  # a file PIL reads but cannot decode in full
             return torch.zeros(3, self.image_size, self.image_size, dtype=torch.uint8), -1 - index
 
 
@@ -81,7 +79,8 @@ def _check(paths: list[str], labels: Tensor) -> None:
     bad = labels < 0
     if bad.any():
         path = paths[-1 - int(labels[bad][0])]
-        raise DataError(f"cannot read image {path}: the file is missing, truncated or not an image")
+        open_image(path, "RGB")  # the file's own error, raised again in the main process
+        raise DataError(f"cannot read image {path}")  # (when a second read succeeds)
 
 
 def _loader(images: DecodedImages, batches: list, num_workers: int, pin_memory: bool) -> DataLoader:

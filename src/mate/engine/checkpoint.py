@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import torch
 
 from ..config import Config, apply_overrides, with_imports
+from ..data.image_folder import DEFAULT_IMAGE_SIZE
 from ..errors import CheckpointError, MateError
 from ..models.pretrained import UnloadableFile, load_safely
 from .files import disk_error
@@ -55,13 +56,22 @@ RESUME_FIELDS = ("epoch", "objective", "optimizer", "scheduler", "rng_cpu", "bes
 _KINDS = {dict: "a mapping", int: "an integer", float: "a number", torch.Tensor: "a tensor"}
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
-                    needs: Sequence[str] = ()) -> dict[str, Any]:
-    """A checkpoint (a .pt file, or a run folder's last.pt) loaded safely. ``model``, ``config`` and
-    the fields in ``needs`` (e.g. RESUME_FIELDS) must be there with their types (FIELD_TYPES)."""
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The checkpoint file ``path`` names: a file itself; in a run folder its best.pt (the epoch
+    selected on validation, which the run's test results report), or last.pt when the run has no
+    best.pt yet."""
     path = Path(path)
     if path.is_dir():
-        path = path / "last.pt"
+        return path / "best.pt" if (path / "best.pt").is_file() else path / "last.pt"
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    needs: Sequence[str] = ()) -> dict[str, Any]:
+    """A checkpoint file, or a run folder's (``resolve_checkpoint``), loaded safely. ``model``,
+    ``config`` and the fields in ``needs`` (e.g. RESUME_FIELDS) must be there with their types
+    (FIELD_TYPES)."""
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
@@ -92,7 +102,8 @@ def config_from_checkpoint(checkpoint: str | Path | dict[str, Any], overrides: S
     """The config a checkpoint was trained with, ``section.key=value`` overrides applied, the
     modules ``imports`` added to its own (which are imported, as every config's), validated.
 
-    ``checkpoint``: a .pt file, a run folder (its last.pt), or a state already loaded.
+    ``checkpoint``: a .pt file, a run folder (its best.pt), or a state already loaded.
     """
     state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
-    return Config.from_dict(with_imports(apply_overrides(state["config"], list(overrides)), imports))
+from ..config import Config, apply_overrides, with_imports
+from ..data.image_folder import DEFAULT_IMAGE_SIZE

@@ -10,7 +10,7 @@ import torch
 from ..config import Config
 from ..data import DataBundle, build_data
 from ..models import MultiExitNetwork
-from .checkpoint import config_from_checkpoint, load_checkpoint
+from .checkpoint import config_from_checkpoint, load_checkpoint, resolve_checkpoint
 from .trainer import build_model, check_compatible, resolve_device
 
 
@@ -22,6 +22,7 @@ class TrainedModel:
     device: torch.device
     label: str  # a short name for tables and plots: the run folder's name
     epoch: int  # epochs trained (1-based)
+    path: Path  # the checkpoint file read (a run folder's best.pt)
 
     def class_names(self) -> list[str]:
         names = self.data.splits.class_names
@@ -29,11 +30,11 @@ class TrainedModel:
 
 
 def load_trained(checkpoint: str | Path, overrides: Optional[Sequence[str]] = None) -> TrainedModel:
-    """The model of ``checkpoint`` (a .pt file or a run folder) in eval mode, with its run's data.
+    """The model of ``checkpoint`` (a .pt file, or a run folder: its best.pt) in eval mode, with its run's data.
 
     ``overrides`` (``section.key=value``) change the checkpoint's config, e.g. ``data.root=DIR``.
     """
-    path = Path(checkpoint)
+    path = resolve_checkpoint(checkpoint)
     state = load_checkpoint(path, needs=("epoch",))
     config = config_from_checkpoint(state, overrides or ())
     device = resolve_device(config.run.device)
@@ -42,5 +43,4 @@ def load_trained(checkpoint: str | Path, overrides: Optional[Sequence[str]] = No
     check_compatible(state, model)
     model.load_state_dict(state["model"])
     model.to(device).eval()
-    run_dir = path if path.is_dir() else path.parent
-    return TrainedModel(model, config, data, device, run_dir.name or path.stem, int(state["epoch"]) + 1)
+    return TrainedModel(model, config, data, device, path.parent.name or path.stem, int(state["epoch"]) + 1, path)

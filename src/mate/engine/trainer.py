@@ -28,11 +28,11 @@ from torch.profiler import record_function
 
 from .._version import __version__
 from ..config import Config, OptimConfig, check_config
-from ..data import DatasetInfo, DatasetSplits, build_data, epoch_seed
+from ..data import DatasetInfo, DatasetSplits, FolderSplits, build_data, epoch_seed
 from ..data.build import Loader
 from ..errors import CheckpointError, ConfigError, MateError, TrainingDiverged
 from ..evaluation.logits import ExitLogits, collect_exit_logits, format_exit_table, selection_score
-from ..models import MultiExitNetwork, create_model
+from ..models import MultiExitNetwork, create_model, to_channels_last
 from ..objectives import OBJECTIVES, create_objective
 from .checkpoint import RESUME_FIELDS, load_checkpoint, save_checkpoint
 from .distributed import (all_reduce_sum, convert_sync_batchnorm, gather_batches, init_distributed, run_on_main,
@@ -175,12 +175,16 @@ class Trainer:
 
         torch.manual_seed(config.run.seed)
         self.data = build_data(config.data, self.device, config.run.seed, self.rank, self.world_size)
+        self.config = config = self._record_image_size(config, self.data.splits)
         self.model = build_model(config, self.data.splits, pretrained=not resume)
         if config.run.sync_batchnorm:
             self.model = convert_sync_batchnorm(self.model, self.device)
         self.model = self.model.to(self.device)
         if config.run.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            kept = to_channels_last(self.model, self.device)
+            if kept:
+                self.log(f"run.channels_last: {len(kept)} convolution{'s' if len(kept) > 1 else ''} kept in NCHW "
+                         f"({', '.join(kept)}): see docs/reliability.md")
         self.objective = build_objective(config, self.model).to(self.device)
         o = config.optim
         param_groups = self.model.parameter_groups(o.lr, o.backbone_lr_scale, self.objective.parameters())
@@ -209,6 +213,17 @@ class Trainer:
         if resume:
             self.logger.truncate_after(self.start_epoch)  # records are 1-based
         self.logger.log_params(flatten_params(config.to_dict()))
+
+    def _record_image_size(self, config: Config, splits: DatasetSplits) -> Config:
+        """A dataset of image files trains at the side it chose when data.image_size is unset: say
+        which, and write it into the run's config, so that everything reading the run back (eval,
+        predict, export, flops) builds the network for the images it was trained on."""
+        if not isinstance(splits, FolderSplits) or config.data.image_size is not None:
+            return config
+        note = splits.extra.get("image_size_note")
+        if note:
+            self.log(note)
+        return dataclasses.replace(config, data=dataclasses.replace(config.data, image_size=splits.image_size))
 
     # -- run folder and resume -------------------------------------------------------------
     def _prepare_run_dir(self, resume: bool) -> None:
@@ -299,6 +314,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(), "world_size": self.world_size,
             "best_score": self.best_score, "best_epoch": self.best_epoch, "train_time": self.train_time,
             "num_exits": self.model.num_exits, "num_classes": self.model.num_classes,
+            "input_shape": [self.model.in_channels, self.model.input_size, self.model.input_size],
             "val_indices": self.data.val_indices, "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         }

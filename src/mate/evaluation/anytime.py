@@ -27,8 +27,8 @@ def anytime_points(logits: ExitLogits, flops: Sequence[float]) -> List[AnytimePo
 
 
 def format_anytime_table(points: List[AnytimePoint]) -> str:
-    lines = ["| exit | MFLOPs | test acc (%) |", "|---|---:|---:|"]
-    lines += [f"| {p.name} | {p.flops / 1e6:.2f} | {p.accuracy:.2f} |" for p in points]
+    lines = ["| exit | MFLOPs | MMACs | test acc (%) |", "|---|---:|---:|---:|"]
+    lines += [f"| {p.name} | {p.flops / 1e6:.2f} | {p.flops / 2e6:.2f} | {p.accuracy:.2f} |" for p in points]
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Sequence
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, MateError
+from ..errors import ConfigError, MateError, MateWarning
 from .logits import ExitLogits
 from .scores import Array, exit_scores, ops_for
 
@@ -134,33 +135,45 @@ def budget_curve(val: ExitLogits, test: ExitLogits, flops: Sequence[float], scor
     return points
 
 
-def thresholds_for_budget(val: ExitLogits, flops: Sequence[float], budget: float, score: str = "max_prob",
+def thresholds_for_budget(val: ExitLogits, flops: Sequence[float], budget_flops: float, score: str = "max_prob",
                           qs: Sequence[float] = QS) -> tuple[float, Tensor]:
-    """The q and thresholds whose validation accuracy is best among those within ``budget``
-    average FLOPs per sample on the validation split (ties: the cheaper one)."""
+    """The q and thresholds whose validation accuracy is best among those within ``budget_flops``
+    average FLOPs per sample on the validation split; ties go to the cheaper point.
+
+    When every point within the budget has the same validation accuracy (a small validation split
+    tells them apart in steps of 100 / N points), the tie rule alone picks the cheapest, so
+    different budgets give the same point: a MateWarning says so.
+    """
     val_scores = exit_scores(val.logits, score)
-    best = None
+    fitting = []
     for q in qs:
         thresholds = calibrate_thresholds(val_scores, geometric_shares(q, val.num_exits))
         sim = simulate(val, val_scores, thresholds, flops)
-        if sim.avg_flops <= budget:
-            key = (sim.accuracy, -sim.avg_flops)
-            if best is None or key > best[0]:
-                best = (key, q, thresholds)
-    if best is None:
+        if sim.avg_flops <= budget_flops:
+            fitting.append(((sim.accuracy, -sim.avg_flops), q, thresholds))
+    if not fitting:
         cheapest = min(flops)
-        raise MateError(f"no threshold setting fits a budget of {budget / 1e6:.3f} MFLOPs per sample; "
+        raise MateError(f"no threshold setting fits a budget of {budget_flops / 1e6:.3f} MFLOPs per sample; "
                         f"the cheapest exit alone costs {cheapest / 1e6:.3f} MFLOPs. Raise --budget.")
+    best = max(fitting, key=lambda point: point[0])
+    costs = {point[0][1] for point in fitting}
+    if len(costs) > 1 and all(point[0][0] == best[0][0] for point in fitting):
+        n = len(val.labels)
+        warnings.warn(MateWarning(
+            f"the {n} validation images give every operating point within {budget_flops / 1e6:.4g} MFLOPs the same "
+            f"accuracy ({best[0][0]:.2f}%), so the cheapest ({-best[0][1] / 1e6:.4g} MFLOPs) is taken; a larger "
+            "validation split (data.val_size) tells them apart"), stacklevel=2)
     return best[1], best[2]
 
 
 def format_budget_table(points: Sequence[BudgetPoint], qs: Sequence[float] = SUMMARY_QS) -> str:
-    """A Markdown table of the points at ``qs``: average cost, test accuracy and exit shares."""
-    lines = ["| q | avg MFLOPs | test acc (%) | exit shares |", "|---:|---:|---:|---|"]
+    """A Markdown table of the points at ``qs``: average cost (MFLOPs and MMACs), test accuracy and exit shares."""
+    lines = ["| q | avg MFLOPs | avg MMACs | test acc (%) | exit shares |", "|---:|---:|---:|---:|---|"]
     for p in points:
         if any(abs(p.q - q) < 1e-9 for q in qs):
             shares = " / ".join(f"{s:.2f}" for s in p.shares)
-            lines.append(f"| {p.q:.2f} | {p.avg_flops / 1e6:.2f} | {p.accuracy:.2f} | {shares} |")
+            lines.append(f"| {p.q:.2f} | {p.avg_flops / 1e6:.2f} | {p.avg_flops / 2e6:.2f} | {p.accuracy:.2f} "
+                         f"| {shares} |")
     return "\n".join(lines)
 
 

@@ -88,7 +88,9 @@ def exit_costs(model: MultiExitNetwork) -> ExitCosts:
 
 
 def format_cost_table(costs: ExitCosts) -> str:
-    lines = ["| exit | MFLOPs (F_k, cumulative) | F_k / F_K | params (cumulative) |", "|---|---:|---:|---:|"]
+    """One row per exit: F_k in MFLOPs and in MMACs (FLOPs / 2), F_k / F_K, cumulative parameters."""
+    lines = ["| exit | MFLOPs (F_k, cumulative) | MMACs | F_k / F_K | params (cumulative) |",
+             "|---|---:|---:|---:|---:|"]
     for k, (f, r, n) in enumerate(zip(costs.flops, costs.relative(), costs.params), start=1):
-        lines.append(f"| {k} | {f / 1e6:.2f} | {r:.3f} | {n / 1e6:.3f} M |")
+        lines.append(f"| {k} | {f / 1e6:.2f} | {f / 2e6:.2f} | {r:.3f} | {n / 1e6:.3f} M |")
     return "\n".join(lines)

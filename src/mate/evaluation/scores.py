@@ -9,6 +9,7 @@ the thresholds.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
@@ -159,6 +160,34 @@ def check_score(score: str) -> str:
     if score not in SCORE_FUNCTIONS:
         raise ConfigError(f"unknown exit score {score!r}; choose one of {', '.join(SCORES)}")
     return score
+
+
+def score_range(score: str, num_classes: int, num_exits: int) -> tuple[float, float]:
+    """The values ``score`` takes: max_prob in [0, 1] (at least 1/C in fact; a threshold of 0 lets
+    every sample pass), neg_entropy in [-ln C, 0], patience in [0, K - 0.5] (exit k's is at most
+    k + 0.5, and the last threshold is exit K-1's)."""
+    check_score(score)
+    if score == "max_prob":
+        return 0.0, 1.0
+    if score == "neg_entropy":
+        return -math.log(num_classes), 0.0
+    return 0.0, num_exits - 0.5
+
+
+def check_thresholds(thresholds: Any, score: str, num_classes: int, num_exits: int) -> None:
+    """Given thresholds must be numbers inside the score's range, or +-inf (never / always exit
+    early): a finite threshold outside the range is a mistake (1.5 for max_prob lets no sample
+    exit early, as inf would) and NaN lets none pass. One ConfigError naming the first bad value."""
+    values = np.asarray(thresholds.detach().cpu() if isinstance(thresholds, Tensor) else thresholds,
+                        dtype=np.float64).reshape(-1)
+    lo, hi = score_range(score, num_classes, num_exits)
+    slack = 1e-6 * max(1.0, abs(lo), abs(hi))  # a calibrated threshold is a float32 score
+    for t in values.tolist():
+        if math.isnan(t):
+            raise ConfigError("threshold nan is not a number")
+        if math.isfinite(t) and not lo - slack <= t <= hi + slack:
+            raise ConfigError(f"threshold {t:g} is outside the range of {score} scores, [{lo:.4g}, {hi:.4g}]: a "
+                              "sample exits at exit k when its score >= T_k (inf: never early, -inf: always)")
 
 
 def score_step(logits: Array, score: str, state: ScoreState = None) -> tuple[Array, ScoreState]:

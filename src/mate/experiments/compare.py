@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from ..config import SHIPPED_CONFIGS, Config, apply_overrides, read_yaml, resolve_config_path, with_imports, yaml_load
+from ..config import DEFAULT_CONFIG, SHIPPED_CONFIGS, Config, apply_overrides, resolve_config_path, with_imports, yaml_load
 from ..errors import ConfigError
 from ..objectives import OBJECTIVES
 from .launchers import LaunchOptions
-from .sweep import output_folder_lock, train_all
+from .sweep import base_config, output_folder_lock, train_all
 
 DEFAULT_VARIANTS = SHIPPED_CONFIGS / "methods.yaml"
 
@@ -105,13 +105,13 @@ def compare(config_path: Optional[str | Path], methods: Sequence[str], seeds: in
     out_dir = Path(out_dir).expanduser()
     runs_dir = Path(runs_dir).expanduser() if runs_dir else out_dir / "runs"
     # imported first: a method may be an objective that one of them registers
-    base = with_imports(apply_overrides(read_yaml(config_path) if config_path else {}, overrides), imports)
+    base = with_imports(base_config(config_path, overrides), imports)
     specs = load_method_specs(methods, variants_file)
     configs = {(s.name, seed): run_config(base, s, seed, runs_dir) for s in specs for seed in range(seeds)}
     out_dir.mkdir(parents=True, exist_ok=True)
     with output_folder_lock(out_dir):
         (out_dir / "compare.json").write_text(json.dumps(
-            {"config": str(config_path), "overrides": list(overrides), "methods": [s.__dict__ for s in specs],
+            {"config": str(config_path or DEFAULT_CONFIG), "overrides": list(overrides), "methods": [s.__dict__ for s in specs],
              "seeds": seeds, "runs_dir": str(runs_dir)}, indent=2))
         results = train_all(configs, options, archive_dir, log)
         summary = summarise([s.name for s in specs], seeds, results)

@@ -68,7 +68,7 @@ def plot_improvement(summary: dict, baseline: str, path: Path, paired: dict) -> 
                label=name, color=colours[name])
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xlabel("exit")
-    ax.set_ylabel(f"accuracy − {baseline} (points)")
+    ax.set_ylabel(f"accuracy − {baseline} (percentage points)")
     ax.set_xticks(list(range(1, k + 1)))
     n = next(iter(paired.values()))["n"] if paired else 0
     ax.set_title(f"Improvement over {baseline} per exit: mean of the per-seed differences ± their std "

@@ -47,7 +47,7 @@ def plot_curves(records: list[dict], path: Path, selected_epoch: Optional[int] =
         axes[0].plot(epochs, [r["train"]["ce"][i] for r in records], marker=".", label=f"exit {i + 1}")
     axes[0].plot(epochs, [r["train"]["loss"] for r in records], "k--", label="total loss")
     axes[0].set_title("training loss: each exit's cross-entropy, and the objective's total")
-    axes[0].set_ylabel("loss (log scale)")
+    axes[0].set_ylabel("loss (nats, log scale)")
     axes[0].set_yscale("log")
     validated = [r for r in records if "val" in r]  # run.val_every > 1 validates some epochs only
     if validated:
@@ -113,7 +113,7 @@ def plot_kl(records: list[dict], path: Path) -> Figure:
         ax.axhline(KL_FLOOR, color="black", lw=0.8, ls=":", label=f"values below {KL_FLOOR:g} drawn at {KL_FLOOR:g}")
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("KL_T(teacher || student), T² batchmean (log scale)")
+    ax.set_ylabel("KL_T(teacher || student), T² batchmean (nats, log scale)")
     ax.set_yscale("log")
     ax.set_title("learning gap: each exit against its teachers")
     ax.grid(alpha=0.3)

@@ -29,7 +29,7 @@ from typing import Callable, Optional, Sequence
 
 import yaml
 
-from ..config import DERIVED, Config, apply_overrides, read_yaml, resolve_config_path, with_imports, yaml_load
+from ..config import DEFAULT_CONFIG, DERIVED, Config, apply_overrides, read_yaml, resolve_config_path, with_imports, yaml_load
 from ..engine.files import FolderLock
 from ..engine.trainer import run_folder
 from ..errors import ConfigError, MateError
@@ -108,6 +108,12 @@ def point_name(values: dict) -> str:
     return re.sub(r"[^A-Za-z0-9_.=+-]", "-", name)
 
 
+def base_config(config_path: Optional[str | Path], overrides: Sequence[str] = ()) -> dict:
+    """The raw base config of a comparison or sweep: ``config_path`` (default: DEFAULT_CONFIG, the
+    base of ``mate train``) with ``overrides`` applied."""
+    return apply_overrides(read_yaml(config_path or DEFAULT_CONFIG), overrides)
+
+
 def build_points(base: dict, value_sets: list[tuple[Optional[str], dict]], seeds: Sequence[int], runs_dir: Path,
                  variants_file: Optional[str | Path] = None) -> list[Point]:
     from .compare import load_method_specs, run_config
@@ -148,10 +154,11 @@ def copy_finished_run(src: Path, dest: Path) -> None:
 
 
 # Keys that cannot change what a run computes, so a recorded run is reused whatever they are: where
-# its folder lies (run.out_dir, run.name: the folder it is found in), the progress bar, and the
-# trackers that report it besides metrics.jsonl.
+# its folder lies (run.out_dir, run.name: the folder it is found in), the progress bar, the
+# trackers that report it besides metrics.jsonl, and the number of decoding processes (every image
+# is decoded and augmented from its own seed, whichever process reads it).
 UNCOMPARED = ("run.out_dir", "run.name", "run.progress", "run.loggers", "run.tensorboard", "run.log_every",
-              "run.project", "run.mlflow_uri")
+              "run.project", "run.mlflow_uri", "data.num_workers")
 _UNSET = "(unset)"
 
 
@@ -317,13 +324,13 @@ def sweep(config_path: Optional[str | Path], grid: Optional[dict], seeds: int, o
     options = options or LaunchOptions()
     out_dir = Path(out_dir).expanduser()
     runs_dir = Path(runs_dir).expanduser() if runs_dir else out_dir / "runs"
-    base = with_imports(apply_overrides(read_yaml(config_path) if config_path else {}, overrides), imports)
+    base = with_imports(base_config(config_path, overrides), imports)
     value_sets = [(None, v) for v in expand_grid(grid)] if grid else load_points(resolve_config_path(points_file))
     points = build_points(base, value_sets, range(seeds), runs_dir, variants_file)
     out_dir.mkdir(parents=True, exist_ok=True)
     with output_folder_lock(out_dir):
         (out_dir / "sweep.json").write_text(json.dumps(
-            {"config": str(config_path), "overrides": list(overrides), "grid": grid,
+            {"config": str(config_path or DEFAULT_CONFIG), "overrides": list(overrides), "grid": grid,
              "points_file": str(points_file), "points": [{"name": p.name, "values": p.values} for p in points],
              "seeds": seeds, "runs_dir": str(runs_dir)}, indent=2, default=str))
         configs = {(p.name, s): cfg for p in points for s, cfg in p.configs.items()}

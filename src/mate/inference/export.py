@@ -7,8 +7,13 @@
   the previous stage's feature map (the image for stage 1, which includes the stem) and giving
   ``features`` (the input of stage k+1; absent from the last stage) and ``logits``;
 - ``manifest.json``: shapes, per-exit cumulative FLOPs and parameters, the graphs' file names
-  and, when given, the input normalisation, the class names and the thresholds and score of an
-  early-exit operating point (what ``OnnxEarlyExitPredictor`` runs).
+  and, when given, the input normalisation, the class names, the thresholds and score of an
+  early-exit operating point (what ``OnnxEarlyExitPredictor`` runs) and the run's data section
+  (so that ``mate predict EXPORT_DIR --split test`` can measure the export on its dataset).
+
+The manifest is strict JSON: an infinite threshold (no sample exits there) is written as the
+string "inf" (``manifest_thresholds`` reads both that and the bare ``Infinity`` that earlier
+versions wrote).
 
 The batch axis is dynamic in every graph, so a runtime can compact the batch between stages.
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import warnings
 from pathlib import Path
 from typing import Optional, Sequence
@@ -72,8 +78,12 @@ def _export(module: nn.Module, example: Tensor, path: Path, input_name: str, out
 @torch.no_grad()
 def export_onnx(model: MultiExitNetwork, folder: str | Path, thresholds: Optional[Sequence[float]] = None,
                 score: Optional[str] = None, mean: Optional[Sequence[float]] = None,
-                std: Optional[Sequence[float]] = None, class_names: Optional[Sequence[str]] = None) -> dict:
-    """Write the full graph, the stage graphs and the manifest into ``folder``; return the manifest."""
+                std: Optional[Sequence[float]] = None, class_names: Optional[Sequence[str]] = None,
+                data: Optional[dict] = None) -> dict:
+    """Write the full graph, the stage graphs and the manifest into ``folder``; return the manifest.
+
+    ``data``: the run's config ``data`` section (``config.to_dict()["data"]``), stored so that the
+    export can be measured on its dataset's splits."""
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -106,8 +116,27 @@ def export_onnx(model: MultiExitNetwork, folder: str | Path, thresholds: Optiona
         "mean": list(mean) if mean is not None else None, "std": list(std) if std is not None else None,
         "multi_exit": "multi_exit.onnx", "stages": stage_files,
         "flops": costs.flops, "params": costs.params, "opset": OPSET,
-        "score": score, "thresholds": list(map(float, thresholds)) if thresholds is not None else None,
+        "score": score,
+        "thresholds": [_json_number(t) for t in thresholds] if thresholds is not None else None,
         "class_names": list(map(str, class_names)) if class_names is not None else None,
+        "data": dict(data) if data is not None else None,
     }
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, allow_nan=False))
     return manifest
+
+
+def _json_number(value: float) -> float | str:
+    """A threshold as strict JSON: a number, or "inf" / "-inf" (JSON has no infinity)."""
+    value = float(value)
+    if math.isnan(value):
+        raise MateError("a threshold to export is NaN")
+    return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+
+
+def manifest_thresholds(values: Sequence[float | str]) -> list[float]:
+    """The thresholds of a manifest as floats: numbers, "inf" / "-inf" strings, or the bare
+    Infinity that earlier versions wrote (which Python's json reads as a float)."""
+    try:
+        return [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise MateError(f"the manifest's thresholds {values!r} are not numbers") from None

@@ -30,7 +30,8 @@ import numpy as np
 from ..data.normalize import normalize_images
 from ..errors import ConfigError, MateError
 from ..evaluation.budget import exit_decisions, exit_thresholds
-from ..evaluation.scores import check_score, exit_scores, score_step, select_state
+from ..evaluation.scores import check_score, check_thresholds, exit_scores, score_step, select_state
+from .export import manifest_thresholds
 
 
 @dataclass
@@ -42,6 +43,69 @@ class OnnxEarlyExitResult:
     @property
     def mean_flops(self) -> float:
         return float(self.flops.mean())
+
+
+def read_manifest(folder: Path) -> dict:
+    """``folder/manifest.json``, with the keys a predictor needs checked: one clear MateError for a
+    missing, unreadable or inconsistent manifest."""
+    path = folder / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise MateError(f"{folder} has no manifest.json; write the folder with mate export") from None
+    except (OSError, ValueError) as exc:
+        raise MateError(f"cannot read {path}: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise MateError(f"{path} is not a manifest written by mate export")
+    for key, valid in (("num_exits", lambda v: isinstance(v, int) and v >= 1),
+                       ("num_classes", lambda v: isinstance(v, int) and v >= 2),
+                       ("input_shape", lambda v: isinstance(v, list) and len(v) == 3
+                        and all(isinstance(d, int) and d > 0 for d in v)),
+                       ("stages", lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v)),
+                       ("flops", lambda v: isinstance(v, list) and all(isinstance(f, (int, float)) for f in v))):
+        if not valid(manifest.get(key)):
+            raise MateError(f"{path} has no valid {key!r}; export the model again")
+    k = manifest["num_exits"]
+    if len(manifest["stages"]) != k or len(manifest["flops"]) != k:
+        raise MateError(f"{path} gives {k} exits but lists {len(manifest['stages'])} stage files and "
+                        f"{len(manifest['flops'])} costs; export the model again")
+    return manifest
+
+
+def stage_path(folder: Path, name: str) -> Path:
+    """The stage file ``name`` of the manifest, which must lie inside the export folder: a manifest
+    is data, and must not make the predictor load a graph from elsewhere."""
+    path = folder / name
+    if Path(name).is_absolute() or folder.resolve() not in path.resolve().parents:
+        raise MateError(f"{folder}/manifest.json names the stage file {name}, which is not inside the export "
+                        "folder; export the model again")
+    if not path.is_file():
+        raise MateError(f"{path} is missing; export the model again")
+    return path
+
+
+def _static_shape(node) -> list:
+    """A graph input's or output's shape without the (dynamic) batch axis."""
+    return list(node.shape[1:])
+
+
+def check_stage_shapes(folder: Path, manifest: dict, sessions: Sequence) -> None:
+    """The manifest's input shape is what stage 1 takes, and each stage's features are what the
+    next one takes (a wrong or reordered stage list would otherwise fail deep inside ONNX Runtime)."""
+    names = manifest["stages"]
+    first = _static_shape(sessions[0].get_inputs()[0])
+    if first != list(manifest["input_shape"]):
+        given = " x ".join(map(str, manifest["input_shape"]))
+        raise MateError(f"{folder}/manifest.json gives the input shape {given}, but {names[0]} takes "
+                        f"{' x '.join(map(str, first))}; export the model again")
+    for k in range(len(sessions) - 1):
+        outputs = sessions[k].get_outputs()
+        gives = _static_shape(outputs[0]) if len(outputs) > 1 else None
+        takes = _static_shape(sessions[k + 1].get_inputs()[0])
+        if gives != takes:
+            shown = " x ".join(map(str, gives)) if gives else "no features"
+            raise MateError(f"{folder}/manifest.json lists stages that do not chain: {names[k]} gives {shown}, "
+                            f"{names[k + 1]} takes {' x '.join(map(str, takes))}; export the model again")
 
 
 class OnnxEarlyExitPredictor:
@@ -61,12 +125,7 @@ class OnnxEarlyExitPredictor:
         except ImportError:
             raise MateError("the ONNX predictor needs onnxruntime: pip install 'mate-distill[export]'") from None
         folder = Path(folder)
-        try:
-            self.manifest = json.loads((folder / "manifest.json").read_text())
-        except FileNotFoundError:
-            raise MateError(f"{folder} has no manifest.json; write the folder with mate export") from None
-        except (OSError, ValueError) as exc:
-            raise MateError(f"cannot read {folder / 'manifest.json'}: {exc}") from None
+        self.manifest = read_manifest(folder)
         k = int(self.manifest["num_exits"])
         self.num_exits = k
         self.score = check_score(score or self.manifest.get("score") or "max_prob")
@@ -74,6 +133,8 @@ class OnnxEarlyExitPredictor:
             thresholds = self.manifest.get("thresholds")
             if thresholds is None:
                 raise ConfigError(f"{folder}/manifest.json has no thresholds; give thresholds=...")
+            thresholds = manifest_thresholds(thresholds)
+        check_thresholds(thresholds, self.score, int(self.manifest["num_classes"]), k)
         self.thresholds = exit_thresholds(thresholds, k)
         self.flops = np.asarray(self.manifest["flops"], dtype=np.float64)
 
@@ -84,11 +145,15 @@ class OnnxEarlyExitPredictor:
         providers = list(providers or ["CPUExecutionProvider"])
         self.sessions = []
         for name in self.manifest["stages"]:
-            path = folder / name
-            if not path.is_file():
-                raise MateError(f"{path} is missing; export the model again")
-            self.sessions.append(ort.InferenceSession(str(path), options, providers=providers))
+            path = stage_path(folder, name)
+            try:
+                self.sessions.append(ort.InferenceSession(str(path), options, providers=providers))
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise MateError(f"cannot load {path}: the file is damaged or not an ONNX graph ({reason}); "
+                                "export the model again") from None
         self.input_names = [s.get_inputs()[0].name for s in self.sessions]
+        check_stage_shapes(folder, self.manifest, self.sessions)
 
     def normalize(self, images: np.ndarray) -> np.ndarray:
         """Images in [0, 255] (N x C x H x W) -> the network's input, with the manifest's mean/std."""

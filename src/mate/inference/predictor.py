@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..evaluation.budget import exit_thresholds, thresholds_for_budget
 from ..evaluation.flops import ExitCosts, exit_costs
 from ..evaluation.logits import ExitLogits
-from ..evaluation.scores import check_score, score_step, select_state
+from ..evaluation.scores import check_score, check_thresholds, score_step, select_state
 from ..models import MultiExitNetwork
 
 
@@ -48,19 +48,21 @@ class EarlyExitResult:
 
 
 class EarlyExitPredictor:
-    """``EarlyExitPredictor(model, thresholds=...)`` or ``EarlyExitPredictor(model, budget=...,
+    """``EarlyExitPredictor(model, thresholds=...)`` or ``EarlyExitPredictor(model, budget_flops=...,
     calibration=val_logits)``.
 
     thresholds: one value for every exit but the last, or K-1 values (the last exit always
-        takes the rest). A sample exits at the first k with score_k >= T_k.
-    budget: average FLOPs per sample. The thresholds are calibrated on ``calibration`` (the
-        validation split's logits, from ``collect_exit_logits``) by MSDNet's protocol: of the
-        39 geometric exit shares, the one with the best validation accuracy within the budget.
+        takes the rest). A sample exits at the first k with score_k >= T_k. Each must lie in the
+        score's range (``score_range``) or be +-inf.
+    budget_flops: average FLOPs per sample (FLOPs, as every cost of the Python API; the CLI's
+        --budget is in MFLOPs). The thresholds are calibrated on ``calibration`` (the validation
+        split's logits, from ``collect_exit_logits``) by MSDNet's protocol: of the 39 geometric
+        exit shares, the one with the best validation accuracy within the budget (ties: the cheaper).
     score: "max_prob", "neg_entropy" or "patience".
     """
 
     def __init__(self, model: MultiExitNetwork, thresholds: Optional[float | Sequence[float] | Tensor] = None,
-                 budget: Optional[float] = None, calibration: Optional[ExitLogits] = None,
+                 budget_flops: Optional[float] = None, calibration: Optional[ExitLogits] = None,
                  score: str = "max_prob", costs: Optional[ExitCosts] = None):
         self.model = model.eval()
         self.score = check_score(score)
@@ -68,12 +70,14 @@ class EarlyExitPredictor:
         self.flops = self.costs.as_tensor()
         k = model.num_exits
         self.q: Optional[float] = None
-        if (thresholds is None) == (budget is None):
+        if (thresholds is None) == (budget_flops is None):
             raise ConfigError("give the early-exit predictor either thresholds or a budget, not both or neither")
-        if budget is not None:
+        if budget_flops is not None:
             if calibration is None:
                 raise ConfigError("a budget needs calibration logits (the validation split's collect_exit_logits)")
-            self.q, thresholds = thresholds_for_budget(calibration, self.costs.flops, budget, score)
+            self.q, thresholds = thresholds_for_budget(calibration, self.costs.flops, budget_flops, score)
+        else:
+            check_thresholds(thresholds, self.score, model.num_classes, k)
         self.thresholds = torch.from_numpy(exit_thresholds(thresholds, k))
 
     @torch.inference_mode()
