@@ -163,7 +163,7 @@ def test_the_command_line_prints_a_warning_as_one_line(monkeypatch, capsys):
     from mate.cli import main
     from mate.errors import MateWarning
 
-    def warns():
+    def warns(**options):
         warnings.warn(MateWarning("something to know"))
         return 0
 

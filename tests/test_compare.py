@@ -172,12 +172,12 @@ def test_every_value_axis_of_the_report_and_comparison_plots_names_its_unit(monk
     monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: figures.append(fig))
     records = [{"epoch": e, "train": {"ce": [1.0 / e] * 4, "loss": 2.0 / e, "teacher_student_kl": [[0.1] * 4] * 4},
                 "val": {"exit_acc": [50.0 + e] * 4, "ensemble_acc": 55.0}} for e in (1, 2)]
-    run_report._curves(records, tmp_path / "c.png")
-    run_report._kl(records, tmp_path / "k.png")
+    run_report.plot_curves(records, tmp_path / "c.png")
+    run_report.plot_kl(records, tmp_path / "k.png")
     summary = {"ce": {"exit_acc": [(50.0, 1.0)] * 4}, "mate": {"exit_acc": [(52.0, 1.0)] * 4}}
     plots.plot_exit_accuracy(summary, tmp_path / "e.png")
-    plots.plot_improvement(summary, "ce", tmp_path / "i.png")
+    plots.plot_improvement(summary, "ce", tmp_path / "i.png", {"mate": {"exit": [(2.0, 0.5)] * 4, "n": 3}})
     labels = [(ax.get_xlabel(), ax.get_ylabel()) for fig in figures for ax in fig.axes]
-    assert labels == [("epoch", "cross-entropy (nats, log scale)"), ("epoch", "validation accuracy (%)"),
+    assert labels == [("epoch", "loss (nats, log scale)"), ("epoch", "validation accuracy (%)"),
                       ("epoch", "KL_T(teacher || student), T² batchmean (nats, log scale)"),
                       ("exit", "test accuracy (%)"), ("exit", "accuracy − ce (percentage points)")]

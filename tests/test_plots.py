@@ -85,7 +85,7 @@ def records(kl_floor_cases=False):
 def test_curves_have_labels_whole_epochs_and_the_selected_epoch(tmp_path):
     fig = plot_curves(records(), tmp_path / "curves.png", selected_epoch=5)
     loss, accuracy = fig.axes
-    assert loss.get_ylabel() == "loss (log scale)" and accuracy.get_ylabel() == "validation accuracy (%)"
+    assert loss.get_ylabel() == "loss (nats, log scale)" and accuracy.get_ylabel() == "validation accuracy (%)"
     for ax in fig.axes:
         assert ax.get_xlabel() == "epoch"
         ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]

@@ -105,5 +105,10 @@ def config_from_checkpoint(checkpoint: str | Path | dict[str, Any], overrides: S
     ``checkpoint``: a .pt file, a run folder (its best.pt), or a state already loaded.
     """
     state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
-from ..config import Config, apply_overrides, with_imports
-from ..data.image_folder import DEFAULT_IMAGE_SIZE
+    saved = state["config"]
+    data = saved.get("data") or {}
+    if "input_shape" not in state and data.get("name") == "image_folder" and data.get("image_size") is None:
+        # written before image_folder's default side followed the images (and before runs recorded
+        # the side they chose): such a run trained at 224 pixels
+        saved = {**saved, "data": {**data, "image_size": DEFAULT_IMAGE_SIZE}}
+    return Config.from_dict(with_imports(apply_overrides(saved, list(overrides)), imports))
