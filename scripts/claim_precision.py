@@ -60,6 +60,8 @@ def table(runs: dict, split: str, rule: bool) -> tuple[str, bool]:
              "|---|---|---:|---:|---:|---|" + ("---|" if rule else "")]
     ok = True
     for method in ("ce", "mate"):
+        if not set(runs.get((method, "none"), {})) & set(runs.get((method, "bf16"), {})):
+            continue  # no seed finished in both precisions yet
         for row in compare(runs, method, split):
             per_seed = ", ".join(f"{d:+.2f}" for d in row["paired"])
             line = (f"| {method} | {row['exit']} | {row['fp32'][0]:.2f} ± {row['fp32'][1]:.2f} | "
