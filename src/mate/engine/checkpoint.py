@@ -7,8 +7,6 @@ loaded so, or that lacks a field (or holds one of another type), is one Checkpoi
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,35 +16,18 @@ from ..config import Config, apply_overrides, with_imports
 from ..data.image_folder import DEFAULT_IMAGE_SIZE
 from ..errors import CheckpointError, MateError
 from ..models.pretrained import UnloadableFile, load_safely
-from .files import disk_error
+from .files import disk_error, replace_atomically
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        replace_atomically(path, lambda f: torch.save(state, f), "wb")
     except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise MateError(
             f"could not write checkpoint {path}: {disk_error(exc)}. The previous checkpoint in that folder "
             "is untouched; free space (or choose run.out_dir elsewhere) and resume."
         ) from None
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
 
 
 # The type of each field a reader may use: every reader uses model and config, and says what else.

@@ -28,7 +28,7 @@ import time
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
+from typing import IO, Callable, Optional
 
 from ..errors import FolderInUse, MateError
 
@@ -211,23 +211,40 @@ def disk_error(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def write_file(path: str | Path, text: str, then: str = "train again") -> None:
-    """Replace ``path`` with ``text`` atomically (temporary file, fsync, rename): a kill leaves the
-    old file or the new one, never a part. A failure (a full disk) is one MateError saying what to
-    do: free space, then ``then``."""
-    path = Path(path)
+def replace_atomically(path: Path, write: Callable[[IO], None], mode: str = "w") -> None:
+    """Write ``path`` through a temporary file beside it (``.NAME.XXXXXXXX.tmp``, flushed and
+    fsynced), renamed over ``path``: a kill leaves the old file or the new one, never a part. The
+    rename is made durable too. An OSError is raised with the temporary file removed."""
     staged = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with open(staged, "w") as f:
-            f.write(text)
+        with open(staged, mode) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(staged, path)
-    except OSError as exc:
+    except OSError:
         try:
             os.unlink(staged)
         except OSError:
             pass
+        raise
+    try:
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    except OSError:  # a file system that cannot fsync a folder: the rename stands as it is
+        pass
+
+
+def write_file(path: str | Path, text: str, then: str = "train again") -> None:
+    """Replace ``path`` with ``text`` atomically (``replace_atomically``). A failure (a full disk)
+    is one MateError saying what to do: free space, then ``then``."""
+    path = Path(path)
+    try:
+        replace_atomically(path, lambda f: f.write(text))
+    except OSError as exc:
         raise MateError(f"could not write {path}: {disk_error(exc)}. Free space (or choose run.out_dir "
                         f"elsewhere) and {then}.") from None
 
