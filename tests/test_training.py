@@ -155,3 +155,29 @@ def test_val_every_validates_every_n_epochs_and_the_last(tmp_path, tiny_config):
     assert results["val"]["mean_acc"] == pytest.approx(max(validated.values()), abs=1e-6)
     with pytest.raises(MateError, match=r"^config key 'run.val_every' must be >= 1, got 0$"):
         tiny_config(tmp_path / "x", "ce", epochs=1, **{"run.val_every": 0})
+
+
+def test_an_epoch_records_every_phase_for_the_profiler(tmp_path, tiny_config):
+    """run_epoch is fit's epoch (its record is what metrics.jsonl gets), and each of its phases is a
+    torch.profiler range, as benchmarks/engine_overhead.py reads them."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from mate.engine.step import PHASES
+
+    config = tiny_config(tmp_path, "mate", 2, **{"data.train_subset": 256, "run.name": "phases"})
+    trainer = Trainer(config, log=lambda s: None)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        record = trainer.run_epoch(0)
+    trainer.logger.close(True)
+    counts = {label: 0 for label in PHASES.values()}
+    for event in prof.events():
+        if event.name in counts:
+            counts[event.name] += 1
+    steps = 256 // config.data.batch_size
+    assert {label: n > 0 for label, n in counts.items()} == {label: True for label in PHASES.values()}
+    assert counts[PHASES["forward"]] == counts[PHASES["backward"]] == counts[PHASES["optimizer"]] == steps
+    assert counts[PHASES["data"]] == steps + 1  # the fetch that finds the loader exhausted included
+    assert counts[PHASES["validation"]] == counts[PHASES["checkpoint"]] == 1
+    logged = [json.loads(line) for line in (tmp_path / "phases" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in logged] == [record["epoch"]] == [1]
+    assert (tmp_path / "phases" / "last.pt").is_file() and (tmp_path / "phases" / "best.pt").is_file()
