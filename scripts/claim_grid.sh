@@ -3,7 +3,8 @@
 # Every finished run's results.json/metrics.jsonl/config.yaml/split.json is archived in
 # docs/results/claim/runs (commit it); runs found there are not trained again.
 #   bash scripts/claim_grid.sh step3+mate     # step 3 and MATE's step-4 trials, one pool
-#   bash scripts/claim_grid.sh baselines      # step 4: the two strongest baselines' trials
+#   bash scripts/claim_grid.sh step4          # step 4: the two strongest baselines' trials, MATE's trial 9
+#   bash scripts/claim_grid.sh step5          # step 5: the final table, seeds 0-4
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${CLAIM_RUNS:-/work/runs_claim/defaults}
@@ -15,20 +16,14 @@ case "${1:-}" in
   step3+mate)
     .venv/bin/mate compare "${common[@]}" --methods "$STEP3,$MATE_TRIALS" --seeds 3 --out docs/results/claim/grid
     .venv/bin/mate compare "${common[@]}" --methods "$STEP3" --seeds 3 --out docs/results/claim/defaults ;;
-  baselines)
-    best=$(.venv/bin/python scripts/claim_defaults.py | sed -n 's/^the two strongest baselines (tuned in step 4): //p')
-    [ -n "$best" ] || { echo "step 3 is not finished"; exit 1; }
-    trials=$(.venv/bin/python - "$best" <<'PY'
-import sys, yaml
-names = [n.strip() for n in sys.argv[1].split(",")]
-variants = yaml.safe_load(open("configs/claim_candidates.yaml"))
-prefix = {"byot": "byot_kd", "byot_reimpl": "byot_reimpl_kd", "phuong": "phuong_kd", "eed": "eed_kd",
-          "okddip": "okddip_kd", "beed": "beed_a", "sdn": "sdn_c"}
-print(",".join(v for n in names for v in variants if v.startswith(prefix[n])
-               and (n != "byot" or not v.startswith("byot_reimpl"))))
-PY
-)
-    echo "tuning $best: $trials"
-    .venv/bin/mate compare "${common[@]}" --methods "$trials" --seeds 3 --out docs/results/claim/tuning ;;
-  *) echo "usage: $0 step3+mate|baselines"; exit 2 ;;
+  step4)  # the two strongest baselines' trials (needs step 3), then MATE's trial 9 (needs trials 1-8)
+    trials=$(.venv/bin/python scripts/claim_select.py step4 --names)
+    .venv/bin/mate compare "${common[@]}" --methods "$trials" --seeds 3 --out docs/results/claim/tuning
+    grep -q '^mate_combo:' src/mate/configs/claim_candidates.yaml || .venv/bin/python scripts/claim_select.py step4 --write-combo
+    .venv/bin/mate compare "${common[@]}" --methods "$trials,mate_combo" --seeds 3 --out docs/results/claim/tuning ;;
+  step5)  # every method at its selected setting, seeds 0-4 (seeds 3 and 4 are new)
+    .venv/bin/python scripts/claim_select.py step5 --write-control > /dev/null
+    methods=$(.venv/bin/python scripts/claim_select.py step5 --names)
+    .venv/bin/mate compare "${common[@]}" --methods "$methods" --seeds 5 --out docs/results/claim/final ;;
+  *) echo "usage: $0 step3+mate|step4|step5"; exit 2 ;;
 esac

@@ -1,0 +1,195 @@
+"""The selections of docs/claim_protocol.md, steps 3-5, read from the archived runs.
+
+    .venv/bin/python scripts/claim_select.py step3            # every method at its defaults, ranked
+    .venv/bin/python scripts/claim_select.py step3 --names    # only the two strongest baselines
+    .venv/bin/python scripts/claim_select.py step4            # every trial, and what is selected
+    .venv/bin/python scripts/claim_select.py step4 --write-combo   # adds MATE's trial 9 to the variants
+    .venv/bin/python scripts/claim_select.py step5 --names    # the methods of the final table
+    .venv/bin/python scripts/claim_select.py step5 --write-control  # adds the selected MATE's control
+
+The selection score of a setting is the validation mean over exits at the selected checkpoint
+(``val.mean_acc`` in results.json), averaged over seeds 0, 1, 2. Test accuracy is never read.
+A step whose runs are not all finished says which are missing and selects nothing (exit code 1).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = ROOT / "docs/results/claim/runs"
+VARIANTS = ROOT / "src/mate/configs/claim_candidates.yaml"
+SEEDS = (0, 1, 2)
+STEP3 = ("ce", "mate", "byot", "byot_reimpl", "phuong", "eed", "beed", "sdn", "okddip", "mate_uniform", "ce_ge")
+BASELINES = ("byot", "byot_reimpl", "phuong", "eed", "beed", "sdn", "okddip")
+# Each baseline's trials besides its default (its step-3 run): the variants with this prefix.
+TRIAL_PREFIX = {"byot": "byot_kd", "byot_reimpl": "byot_reimpl_kd", "phuong": "phuong_kd", "eed": "eed_kd",
+                "okddip": "okddip_kd", "beed": "beed_a", "sdn": "sdn_c"}
+MATE_TRIALS = ("mate", "mate_mix", "mate_decay", "mate_conf", "mate_rev", "mate_tkd0", "mate_ge", "mate_deeper")
+COMBO_FALLBACK = "mate_tkd0.5"
+
+
+class Incomplete(Exception):
+    pass
+
+
+def scores(runs: Path, method: str) -> dict[int, float]:
+    out = {}
+    for seed in SEEDS:
+        path = runs / f"{method}-s{seed}" / "results.json"
+        if path.is_file():
+            out[seed] = json.loads(path.read_text())["val"]["mean_acc"]
+    return out
+
+
+def score(runs: Path, method: str) -> float:
+    """The selection score; Incomplete while a seed is missing."""
+    by_seed = scores(runs, method)
+    if len(by_seed) < len(SEEDS):
+        raise Incomplete(f"{method}: seeds {sorted(set(SEEDS) - set(by_seed))} not finished")
+    return statistics.fmean(by_seed.values())
+
+
+def table(runs: Path, methods: list[str], title: str) -> str:
+    rows = {m: scores(runs, m) for m in methods}
+    lines = [f"| {title} | seed 0 | seed 1 | seed 2 | mean ± std | seeds |", "|---|---:|---:|---:|---:|---:|"]
+    def key(m):
+        return -statistics.fmean(rows[m].values()) if rows[m] else float("inf")
+    for m in sorted(methods, key=key):
+        values = list(rows[m].values())
+        cells = " | ".join(f"{rows[m][s]:.2f}" if s in rows[m] else "—" for s in SEEDS)
+        mean = (f"{statistics.fmean(values):.2f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.2f}"
+                if values else "—")
+        lines.append(f"| {m} | {cells} | {mean} | {len(values)} |")
+    return "\n".join(lines)
+
+
+def best(runs: Path, trials: list[str]) -> str:
+    """The trial with the best score; on a tie the earlier trial (the default is first)."""
+    values = {t: score(runs, t) for t in trials}
+    return max(trials, key=lambda t: (values[t], -trials.index(t)))
+
+
+def strongest_baselines(runs: Path) -> list[str]:
+    values = {m: score(runs, m) for m in BASELINES}
+    return sorted(BASELINES, key=lambda m: (-values[m], BASELINES.index(m)))[:2]
+
+
+def variants() -> dict:
+    return yaml.safe_load(VARIANTS.read_text())
+
+
+def baseline_trials(method: str) -> list[str]:
+    return [method] + [v for v in variants() if v.startswith(TRIAL_PREFIX[method])]
+
+
+def as_sections(variant) -> dict:
+    """A variant in its long form: {objective: {...}, model: {...}, ...}."""
+    return dict(variant) if isinstance(variant.get("objective"), dict) else {"objective": dict(variant)}
+
+
+def combo(runs: Path) -> tuple[str, dict]:
+    """MATE's trial 9: every option of trials 2-8 that beats trial 1, together; the fallback when
+    fewer than two do (a single one would repeat its own trial)."""
+    base = score(runs, "mate")
+    winners = [t for t in MATE_TRIALS[1:] if score(runs, t) > base]
+    table_ = variants()
+    if len(winners) < 2:
+        return COMBO_FALLBACK, as_sections(table_[COMBO_FALLBACK])
+    merged: dict = {}
+    for t in winners:
+        for section, values in as_sections(table_[t]).items():
+            merged.setdefault(section, {}).update(values)
+    return "+".join(winners), merged
+
+
+def mate_trials() -> list[str]:
+    return list(MATE_TRIALS) + (["mate_combo"] if "mate_combo" in variants() else [])
+
+
+def selections(runs: Path) -> dict[str, str]:
+    """Each method's selected setting: the two tuned baselines' and MATE's best trials, the other
+    baselines at their defaults."""
+    out = {"ce": "ce"}
+    tuned = strongest_baselines(runs)
+    for m in BASELINES:
+        out[m] = best(runs, baseline_trials(m)) if m in tuned else m
+    if "mate_combo" not in variants():
+        raise Incomplete("MATE's trial 9 is not written yet (step4 --write-combo)")
+    selected = best(runs, mate_trials())
+    out["mate"] = selected if score(runs, selected) > score(runs, "mate") else "mate"
+    return out
+
+
+def uniform_control(name: str) -> str:
+    return "mate_uniform" if name == "mate" else f"{name}_uniform"
+
+
+def main() -> None:
+    global VARIANTS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=["step3", "step4", "step5"])
+    parser.add_argument("--runs", type=Path, default=RUNS)
+    parser.add_argument("--variants", type=Path, default=VARIANTS, help="the trials' variants file")
+    parser.add_argument("--names", action="store_true", help="print only the names the next step runs")
+    parser.add_argument("--write-combo", action="store_true", help="step4: add mate_combo to the variants")
+    parser.add_argument("--write-control", action="store_true",
+                        help="step5: add the selected MATE's uniform control to the variants")
+    args = parser.parse_args()
+    VARIANTS = args.variants
+    runs = args.runs
+    try:
+        if args.step == "step3":
+            if not args.names:
+                print(table(runs, list(STEP3), "method"))
+            names = strongest_baselines(runs)
+            print(",".join(names) if args.names else f"\nthe two strongest baselines (tuned in step 4): {', '.join(names)}")
+        elif args.step == "step4":
+            tuned = strongest_baselines(runs)
+            if args.write_combo:
+                if "mate_combo" in variants():
+                    sys.exit("mate_combo is written already")
+                source, sections = combo(runs)
+                line = json.dumps(sections, separators=(", ", ": ")).replace('"', "")
+                with VARIANTS.open("a") as f:
+                    f.write(f"# MATE's trial 9, from step 4's scores: {source}\nmate_combo: {line}\n")
+                print(f"mate_combo: {line}  ({source})")
+                return
+            if args.names:
+                print(",".join([t for m in tuned for t in baseline_trials(m)[1:]] + mate_trials()[1:]))
+                return
+            print(table(runs, mate_trials(), "MATE trial"))
+            for m in tuned:
+                print()
+                print(table(runs, baseline_trials(m), f"{m} trial"))
+            print()
+            for method, setting in selections(runs).items():
+                print(f"selected {method}: {setting}")
+        else:
+            chosen = selections(runs)
+            names = list(chosen.values()) + [uniform_control(chosen["mate"])]
+            control = names[-1]
+            if control not in variants() and control != "mate_uniform":
+                if not args.write_control:
+                    raise Incomplete(f"the uniform control {control} is not written yet (step5 --write-control)")
+                sections = as_sections(variants()[chosen["mate"]])
+                sections["objective"]["teacher"] = "uniform"
+                line = json.dumps(sections, separators=(", ", ": ")).replace('"', "")
+                with VARIANTS.open("a") as f:
+                    f.write(f"# The uniform-teacher control of the selected MATE (step 5)\n{control}: {line}\n")
+            if args.names:
+                print(",".join(names))
+            else:
+                print("step 5 methods:", ", ".join(names))
+    except Incomplete as exc:
+        print(f"incomplete: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

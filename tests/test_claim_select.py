@@ -1,0 +1,87 @@
+"""scripts/claim_select.py: the claim protocol's selections (docs/claim_protocol.md, steps 3-5)."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "claim_select.py"
+
+
+def archive(runs: Path, scores: dict[str, float]) -> None:
+    """A finished run per method and seed; seed s scores the method's score + (s - 1) / 10."""
+    for method, score in scores.items():
+        for seed in (0, 1, 2):
+            folder = runs / f"{method}-s{seed}"
+            folder.mkdir(parents=True)
+            # test accuracy is the opposite ranking: the selection must never read it
+            result = {"val": {"mean_acc": score + (seed - 1) / 10}, "test": {"mean_acc": 100 - score}}
+            (folder / "results.json").write_text(json.dumps(result))
+
+
+def select(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args, "--runs", str(tmp_path / "runs"),
+                           "--variants", str(tmp_path / "variants.yaml")], capture_output=True, text=True)
+
+
+def test_the_selections_of_steps_3_to_5(tmp_path):
+    shutil.copy(ROOT / "src/mate/configs/claim_candidates.yaml", tmp_path / "variants.yaml")
+    step3 = {"ce": 88.0, "mate": 88.5, "byot": 88.4, "byot_reimpl": 88.1, "phuong": 87.0, "eed": 88.45,
+             "beed": 87.5, "sdn": 86.0, "okddip": 88.3, "mate_uniform": 88.6, "ce_ge": 90.0}
+    archive(tmp_path / "runs", {k: v for k, v in step3.items() if k != "sdn"})
+    out = select(tmp_path, "step3", "--names")
+    assert out.returncode == 1 and "sdn: seeds [0, 1, 2] not finished" in out.stderr
+    archive(tmp_path / "runs", {"sdn": 86.0})
+    out = select(tmp_path, "step3", "--names")
+    # the controls (ce_ge, mate_uniform) and CE are not baselines, however high they score
+    assert out.stdout.strip() == "eed,byot"
+
+    trials = select(tmp_path, "step4", "--names").stdout.strip().split(",")
+    eed_trials = [f"eed_kd{w}" for w in ("0.03125", "0.0625", "0.125", "0.25", "0.5", "2", "4", "8")]
+    byot_trials = [f"byot_kd{w}" for w in ("0.1", "0.2", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9")]
+    mate_trials = ["mate_mix", "mate_decay", "mate_conf", "mate_rev", "mate_tkd0", "mate_ge", "mate_deeper"]
+    assert trials == eed_trials + byot_trials + mate_trials
+    # two MATE trials beat the default: the combination is both options, model section included
+    archive(tmp_path / "runs", {**{t: 88.0 for t in eed_trials}, **{t: 88.2 for t in byot_trials},
+                                "byot_kd0.6": 88.9, "mate_mix": 88.7, "mate_ge": 88.6, "mate_decay": 88.5,
+                                "mate_conf": 88.0, "mate_rev": 88.1, "mate_tkd0": 87.9, "mate_deeper": 88.2})
+    out = select(tmp_path, "step4", "--write-combo")
+    assert out.returncode == 0, out.stderr
+    combo = yaml.safe_load((tmp_path / "variants.yaml").read_text())["mate_combo"]
+    assert combo == {"objective": {"name": "mate", "kd_mix": 0.5}, "model": {"gradient_equilibrium": True}}
+    assert select(tmp_path, "step4", "--write-combo").returncode != 0  # written once
+    out = select(tmp_path, "step5", "--names")
+    assert out.returncode == 1 and "combo" in out.stderr
+    archive(tmp_path / "runs", {"mate_combo": 88.8})
+    out = select(tmp_path, "step5", "--names")
+    assert out.returncode == 1 and "mate_combo_uniform" in out.stderr
+    out = select(tmp_path, "step5", "--names", "--write-control")
+    # EED keeps its default (its trials do not beat it), BYOT takes its best trial, MATE the combination
+    assert out.stdout.strip() == "ce,byot_kd0.6,byot_reimpl,phuong,eed,beed,sdn,okddip,mate_combo,mate_combo_uniform"
+    control = yaml.safe_load((tmp_path / "variants.yaml").read_text())["mate_combo_uniform"]
+    assert control == {"objective": {"name": "mate", "kd_mix": 0.5, "teacher": "uniform"},
+                       "model": {"gradient_equilibrium": True}}
+
+
+def test_fewer_than_two_winning_mate_trials_fall_back_to_the_teacher_kd_trial(tmp_path):
+    shutil.copy(ROOT / "src/mate/configs/claim_candidates.yaml", tmp_path / "variants.yaml")
+    step3 = {m: 88.0 for m in ("ce", "mate", "byot", "byot_reimpl", "phuong", "eed", "beed", "sdn", "okddip",
+                                "mate_uniform", "ce_ge")}
+    step3.update(beed=88.3, sdn=88.2)
+    archive(tmp_path / "runs", step3)
+    beed = [f"beed_a{a}" for a in ("1", "1.03", "1.06", "1.09", "1.12", "1.18", "1.21", "1.24")]
+    sdn = [f"sdn_c{c}" for c in ("0.1", "0.25", "0.5", "1.5", "2", "3", "4", "6")]
+    assert select(tmp_path, "step4", "--names").stdout.startswith(",".join(beed + sdn))
+    archive(tmp_path / "runs", {**{t: 87.0 for t in beed + sdn}, "mate_mix": 88.1, "mate_decay": 87.0,
+                                "mate_conf": 87.0, "mate_rev": 87.0, "mate_tkd0": 87.0, "mate_ge": 87.0,
+                                "mate_deeper": 87.0})
+    select(tmp_path, "step4", "--write-combo")
+    combo = yaml.safe_load((tmp_path / "variants.yaml").read_text())["mate_combo"]
+    assert combo == {"objective": {"name": "mate", "teacher_kd_weight": 0.5}}
+    archive(tmp_path / "runs", {"mate_combo": 87.5})
+    out = select(tmp_path, "step5", "--names", "--write-control")
+    # mate_mix beats the default by 0.1: selected; the tuned baselines keep their defaults
+    assert out.stdout.strip().endswith("beed,sdn,okddip,mate_mix,mate_mix_uniform")
