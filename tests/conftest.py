@@ -7,7 +7,9 @@ Inside the test process the dataset's default places (Debian's folder, the downl
 hidden, so no test can use the real data without asking for it. Set MATE_TESTS_HIDE_REAL_DATA=1
 to hide Debian's copy from the real-data tests too, as on a machine without it.
 """
+import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 # One intra-op thread per test process (and the subprocesses tests start): tiny models gain little
@@ -16,6 +18,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from filelock import FileLock  # noqa: E402
 
 from fake_layouts import make_fashion_mnist  # noqa: E402
 
@@ -34,10 +37,30 @@ def default_places_hold_no_data(tmp_path_factory):
         yield
 
 
+@contextmanager
+def made_once(tmp_path_factory, name: str):
+    """``with made_once(tmp_path_factory, name) as (folder, made):`` a folder that every process
+    of the session shares (the workers of ``pytest -n N`` too): the first to get there makes its
+    contents (``made`` is False; it writes them inside the block), the others wait for it and
+    then find ``made`` True."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = shared / name
+    with FileLock(str(folder) + ".lock"):
+        done = folder / ".made"
+        made = done.is_file()
+        folder.mkdir(exist_ok=True)
+        yield folder, made
+        done.touch()
+
+
 @pytest.fixture(scope="session")
 def fmnist_root(tmp_path_factory) -> Path:
     """The suite's own Fashion-MNIST: 6,000 training and 1,000 test images in the four gzipped IDX files."""
-    return make_fashion_mnist(tmp_path_factory.mktemp("fashion_mnist"))
+    with made_once(tmp_path_factory, "fashion_mnist") as (folder, made):
+        if not made:
+            make_fashion_mnist(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -63,18 +86,18 @@ def tiny_config(fmnist_root):
 @pytest.fixture(scope="session")
 def tiny_run(tiny_config, tmp_path_factory):
     """``tiny_run(objective)``: the results of one finished 3-epoch ``tiny_config`` run (run folder
-    ``tiny``), trained the first time a test asks for that objective and shared by all. Tests
-    read these runs and never write into their folders."""
+    ``tiny``), trained the first time a test of the session asks for that objective and shared by
+    all (by every worker of ``pytest -n N`` too). Tests read these runs and never write into
+    their folders."""
     from mate.engine import train
 
-    runs: dict = {}
-
     def get(objective: str) -> dict:
-        if objective not in runs:
-            out = tmp_path_factory.mktemp(f"tiny_{objective}")
-            config = tiny_config(out, objective, 3, **{"run.name": "tiny", "data.eval_batch_size": 250})
-            runs[objective] = train(config, log=lambda s: None)
-        return runs[objective]
+        with made_once(tmp_path_factory, f"tiny_{objective}") as (out, made):
+            saved = out / "results_returned.json"
+            if not made:
+                config = tiny_config(out, objective, 3, **{"run.name": "tiny", "data.eval_batch_size": 250})
+                saved.write_text(json.dumps(train(config, log=lambda s: None)))
+        return json.loads(saved.read_text())
 
     return get
 
