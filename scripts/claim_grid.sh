@@ -7,7 +7,7 @@
 #   bash scripts/claim_grid.sh step5          # step 5: the final table, seeds 0-4
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=${CLAIM_RUNS:-/work/runs_claim/defaults}
+RUNS=${CLAIM_RUNS:-runs/claim}  # the training runs, checkpoints included (not committed)
 common=(--config fashion_mnist_claim --variants claim_candidates --workers 2 --runs "$RUNS"
         --archive docs/results/claim/runs)
 STEP3=ce,mate,byot,byot_reimpl,phuong,eed,beed,sdn,okddip,mate_uniform,ce_ge
