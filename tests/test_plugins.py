@@ -89,7 +89,7 @@ def test_a_plugin_module_registers_a_model_dataset_and_objective_that_train_from
 
 
 def test_compare_workers_import_the_plugin_from_the_config(tmp_path):
-    """Two spawned worker processes train the runs; each imports the module the config names."""
+    """Two pool worker processes train the runs; each imports the module the config names."""
     (tmp_path / "plugin_mod.py").write_text(PLUGIN)
     out = run_mate(tmp_path, "compare", "--import", "plugin_mod", "--methods", "ce,plugin_half_ce", "--seeds", "1",
                    "--workers", "2", "--out", "cmp", "data.name=plugin_blobs", "model.name=plugin_cnn", *TINY)

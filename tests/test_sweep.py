@@ -1,6 +1,8 @@
 """`mate sweep` and the launchers: a real tiny sweep through each, identical to the sequential run."""
 import csv
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,7 +68,9 @@ def test_local_workers_equal_sequential_and_rerun_trains_nothing(sequential, tmp
 
 def test_ray_on_a_local_runtime_equals_sequential(sequential, tmp_path, tiny):
     ray = pytest.importorskip("ray", reason="the test extras install ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Ray starts its workers at niceness 15: beside the suite's other processes they would get
+    # almost no CPU (importing torch took 60 s instead of 4 s there).
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config={"worker_niceness": 0})
     try:
         out = tmp_path / "ray"
         sweep("fashion_mnist_bench", GRID, 1, out, overrides=tiny, log=lambda s: None,
@@ -148,3 +152,21 @@ def test_launch_reports_each_finished_run_as_it_ends(tmp_path, tiny):
     failures = launch(tasks, LaunchOptions(workers=2), log=lambda s: None,
                       on_finished=lambda t: seen.append((t.key, (Path(t.run_dir) / "results.json").exists())))
     assert seen == [(("ok",), True)] and list(failures) == [("bad",)]
+
+
+def _where_am_i() -> tuple:
+    return os.getcwd(), os.environ.get("MATE_POOL_PROBE"), sys.path[0]
+
+
+def test_pool_workers_get_the_folder_environment_and_path_of_the_pool_start(tmp_path, monkeypatch):
+    """The workers are forked from a fork server started once per process; each new pool's workers
+    still see the starting process's working folder, environment and module path of that moment."""
+    from mate.experiments.launchers import local_pool
+
+    with local_pool(1) as pool:  # starts the fork server (if this process had none yet) here
+        assert pool.submit(_where_am_i).result()[1] is None
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MATE_POOL_PROBE", "set after the server started")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with local_pool(1) as pool:
+        assert pool.submit(_where_am_i).result() == (str(tmp_path), "set after the server started", str(tmp_path))

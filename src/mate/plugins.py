@@ -6,7 +6,7 @@ A user module registers its models, datasets and objectives when it is imported
 model and objective sections are checked against the registries. Modules are looked up on
 ``sys.path`` and in the current folder, as ``python -m`` looks them up; the current folder is
 added because the ``mate`` console script does not put it on the path. Worker processes
-(spawned pools, Ray, Slurm, torchrun) start from the same folder, so they find the same modules.
+(local pools, Ray, Slurm, torchrun) start from the same folder, so they find the same modules.
 """
 from __future__ import annotations
 

@@ -16,7 +16,6 @@ from typing import List
 
 import torch
 from torch import Tensor, nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from ..models import MultiExitNetwork
 
@@ -35,6 +34,8 @@ EXTRA_FORMULAS = {op: _attention_flops for op in
 
 def count_flops(module: nn.Module, *inputs: Tensor) -> int:
     """FLOPs (2 x MACs) of one call of ``module`` on ``inputs``."""
+    from torch.utils.flop_counter import FlopCounterMode  # imported here: it pulls in Triton (slow to import)
+
     counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FORMULAS)
     with counter, torch.no_grad():
         module(*inputs)
