@@ -46,6 +46,7 @@ def overrides(objective: str, out_dir: Path, data_root: Path) -> list[str]:
         "data.crop_padding=2", "model.name=resnet18", "model.width=4", f"objective.name={objective}", "optim.epochs=2",
         "optim.lr=0.002", "optim.schedule=cosine", "run.device=cpu", "run.sync_batchnorm=true",
         "run.deterministic=true", "run.channels_last=false", "run.progress=false", "run.tensorboard=false", f"run.out_dir={out_dir}",
+        "run.amp=none",  # fp32 on every machine: the tolerances below are fp32's (the shipped config says auto)
         "run.name=run", *extra,
     ]
 

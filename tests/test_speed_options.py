@@ -114,3 +114,17 @@ def test_amp_auto_resolves_to_bf16_only_where_the_hardware_has_it(monkeypatch):
     assert resolve_amp("auto", torch.device("cuda")) == "none"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert resolve_amp("auto", torch.device("cuda")) == "bf16"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_main_job_trains_in_bf16_exactly_where_the_cpu_has_it(tmp_path, fmnist_root, monkeypatch, native):
+    """The shipped main job says run.amp: auto (docs/benchmarks.md: bf16 kept its accuracy)."""
+    from mate.config import DEFAULT_CONFIG, load_config
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    overrides = [f"{k}={v}" for k, v in SMALL.items()]
+    config = load_config(DEFAULT_CONFIG, [f"data.root={fmnist_root}", "data.download=false", "run.device=cpu",
+                                          f"run.out_dir={tmp_path}", *overrides])
+    assert config.run.amp == "auto"
+    assert Trainer(config, log=lambda s: None).amp == ("bf16" if native else "none")
