@@ -59,7 +59,7 @@ def main() -> None:
         run = torch.compile(step) if compiled else step
         n = multiple * args.batch
         xb = x[:n].contiguous(memory_format=torch.channels_last) if channels_last else x[:n].contiguous()
-        steps[name] = _make_step(run, optimizer, xb, y[:n], amp)
+        steps[name] = timed_step(run, optimizer, xb, y[:n], amp)
 
     compile_s = {}
     for name, step in steps.items():
@@ -85,7 +85,8 @@ def main() -> None:
               f"{compile_s[name]:.1f} s |")
 
 
-def _make_step(run, optimizer, x, y, amp: str):
+def timed_step(run, optimizer, x, y, amp: str):
+    """One training step of ``run`` (a TrainStep, maybe compiled) on ``(x, y)``, under autocast for bf16."""
     def step() -> None:
         ctx = torch.autocast("cpu", dtype=torch.bfloat16) if amp == "bf16" else contextlib.nullcontext()
         with ctx:

@@ -12,7 +12,6 @@ each of the two processes would compute, before the gradient all-reduce, which i
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import statistics
 import time
@@ -21,6 +20,7 @@ import torch
 
 import mate
 from mate.engine import TrainStep
+from speed_options import timed_step  # benchmarks/speed_options.py
 
 
 def make_step(base: torch.nn.Module, amp: str, batch: int):
@@ -30,17 +30,7 @@ def make_step(base: torch.nn.Module, amp: str, batch: int):
     step = TrainStep(model, objective)
     optimizer = torch.optim.SGD(step.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     x = torch.randn(batch, 1, 28, 28).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,))
-
-    def one() -> None:
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if amp == "bf16" else contextlib.nullcontext()
-        with ctx:
-            loss, _ = step(x, y, 100.0)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return one
+    return timed_step(step, optimizer, x, torch.randint(0, 10, (batch,)), amp)
 
 
 def main() -> None:
