@@ -6,10 +6,13 @@
     .venv/bin/python scripts/claim_select.py step4 --write-combo   # adds MATE's trial 9 to the variants
     .venv/bin/python scripts/claim_select.py step5 --names    # the methods of the final table
     .venv/bin/python scripts/claim_select.py step5 --write-control  # adds the selected MATE's control
+    .venv/bin/python scripts/claim_select.py final    # step 5's test table and its reading (markdown)
 
 The selection score of a setting is the validation mean over exits at the selected checkpoint
-(``val.mean_acc`` in results.json), averaged over seeds 0, 1, 2. Test accuracy is never read.
-A step whose runs are not all finished says which are missing and selects nothing (exit code 1).
+(``val.mean_acc`` in results.json), averaged over seeds 0, 1, 2. Every selection reads validation
+only; test accuracy is read by ``final`` alone, once every selection is made and every step-5 run
+(seeds 0-4) has finished. A step whose runs are not all finished says which are missing and
+selects nothing (exit code 1).
 """
 from __future__ import annotations
 
@@ -21,10 +24,13 @@ from pathlib import Path
 
 import yaml
 
+from mate.experiments.compare import markdown_table, paired_differences, summarise
+
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "docs/results/claim/runs"
 VARIANTS = ROOT / "src/mate/configs/claim_candidates.yaml"
 SEEDS = (0, 1, 2)
+FINAL_SEEDS = 5  # step 5: seeds 0-4
 STEP3 = ("ce", "mate", "byot", "byot_reimpl", "phuong", "eed", "beed", "sdn", "okddip", "mate_uniform", "ce_ge")
 BASELINES = ("byot", "byot_reimpl", "phuong", "eed", "beed", "sdn", "okddip")
 # Each baseline's trials besides its default (its step-3 run): the variants with this prefix.
@@ -130,10 +136,84 @@ def uniform_control(name: str) -> str:
     return "mate_uniform" if name == "mate" else f"{name}_uniform"
 
 
+def load_final(runs: Path, names: list[str]) -> dict:
+    """{(setting, seed): results.json} of step 5; Incomplete while a run is missing."""
+    missing = [f"{n}-s{s}" for n in names for s in range(FINAL_SEEDS) if not (runs / f"{n}-s{s}/results.json").is_file()]
+    if missing:
+        raise Incomplete(f"step 5 runs not finished: {', '.join(missing)}")
+    return {(n, s): json.loads((runs / f"{n}-s{s}/results.json").read_text())
+            for n in names for s in range(FINAL_SEEDS)}
+
+
+def reading(mean: float, std: float) -> str:
+    """The protocol's word for a paired difference: a tie when |mean| < its std."""
+    if abs(mean) < std or mean == 0:
+        return "ties"
+    return "wins" if mean > 0 else "loses"
+
+
+def final_report(runs: Path) -> str:
+    """Step 5 in markdown: the test table; the selected MATE minus CE, minus every baseline and minus
+    its uniform control, seed by seed; at each exit the best baseline (the highest test mean there,
+    the strictest comparison) and the reading (wins / ties / loses); where MATE's mean falls short
+    of CE's or a baseline's; and the uniform-control rule, read on validation."""
+    chosen = selections(runs)
+    mate = chosen["mate"]
+    control = uniform_control(mate)
+    baselines = [chosen[b] for b in BASELINES]
+    names = ["ce"] + baselines + [mate, control]
+    results = load_final(runs, names)
+    summary = summarise(names, FINAL_SEEDS, results)
+    k = len(summary["ce"]["exit_acc"])
+    columns = [f"exit {i + 1}" for i in range(k)] + ["ensemble"]
+
+    def mean_of(name: str, col: int) -> float:
+        return (summary[name]["exit_acc"][col] if col < k else summary[name]["ensemble_acc"])[0]
+
+    def diff(other: str) -> list[tuple]:
+        d = paired_differences(results, mate, other, FINAL_SEEDS)
+        return d["exit"] + [d["ensemble"]]
+
+    def cell(stats: tuple) -> str:
+        mean, std, up, down = stats
+        return f"{mean:+.2f} ± {std:.2f} ({up}↑ {down}↓)"
+
+    out = ["Settings: " + ", ".join(f"{m} = `{s}`" for m, s in chosen.items()) + f"; control = `{control}`.", "",
+           f"Test top-1 accuracy (%), mean ± std over seeds 0-{FINAL_SEEDS - 1} (bold: best mean per exit):", "",
+           markdown_table(summary), "",
+           f"`{mate}` minus each method, seed by seed on test (points: mean ± std of the {FINAL_SEEDS} paired "
+           "differences; ↑/↓ = seeds above/below zero):", "",
+           "| " + " | ".join([f"{mate} −"] + columns) + " |", "|---|" + "---:|" * len(columns)]
+    for other in ["ce"] + baselines + [control]:
+        out.append(f"| {other} | " + " | ".join(cell(c) for c in diff(other)) + " |")
+    best = [max(baselines, key=lambda b: mean_of(b, col)) for col in range(k + 1)]
+    versus_ce, versus_best = diff("ce"), [diff(best[col])[col] for col in range(k + 1)]
+    out += ["", "| reading | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns),
+            "| against CE | " + " | ".join(f"{reading(*c[:2])} ({c[0]:+.2f} ± {c[1]:.2f})" for c in versus_ce) + " |",
+            "| best baseline there (test mean) | " + " | ".join(f"`{b}` {mean_of(b, col):.2f}"
+                                                           for col, b in enumerate(best)) + " |",
+            "| against the best baseline | " + " | ".join(f"{reading(*c[:2])} ({c[0]:+.2f} ± {c[1]:.2f})"
+                                                     for c in versus_best) + " |", ""]
+    short = [f"{columns[col]}: {mean_of(mate, col):.2f} against `{o}` {mean_of(o, col):.2f} "
+             f"({mean_of(mate, col) - mean_of(o, col):+.2f})"
+             for col in range(k) for o in ["ce"] + baselines if mean_of(mate, col) < mean_of(o, col)]
+    out.append(f"`{mate}`'s mean is at least CE's and every baseline's at every exit." if not short else
+               f"`{mate}`'s mean falls short at {len(short)} (exit, method) pair(s): " + "; ".join(short) + ".")
+    val = [results[(mate, s)]["val"]["mean_acc"] - results[(control, s)]["val"]["mean_acc"] for s in range(FINAL_SEEDS)]
+    ahead = sum(v > 0 for v in val)
+    mean = statistics.fmean(val)
+    verdict = "beats" if mean > 0 and ahead >= 4 else "does not beat"
+    out += ["", f"Weight network against the uniform control (validation mean over exits, `{mate}` − `{control}`, "
+            f"per seed: {', '.join(f'{v:+.2f}' for v in val)}; mean {mean:+.2f}, {ahead} of {FINAL_SEEDS} seeds "
+            f"ahead): the weight network **{verdict}** the uniform control (the rule: ahead in the mean and in at "
+            "least 4 of 5 seeds)."]
+    return "\n".join(out)
+
+
 def main() -> None:
     global VARIANTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=["step3", "step4", "step5"])
+    parser.add_argument("step", choices=["step3", "step4", "step5", "final"])
     parser.add_argument("--runs", type=Path, default=RUNS)
     parser.add_argument("--variants", type=Path, default=VARIANTS, help="the trials' variants file")
     parser.add_argument("--names", action="store_true", help="print only the names the next step runs")
@@ -170,6 +250,8 @@ def main() -> None:
             print()
             for method, setting in selections(runs).items():
                 print(f"selected {method}: {setting}")
+        elif args.step == "final":
+            print(final_report(runs))
         else:
             chosen = selections(runs)
             names = list(chosen.values()) + [uniform_control(chosen["mate"])]

@@ -85,3 +85,69 @@ def test_fewer_than_two_winning_mate_trials_fall_back_to_the_teacher_kd_trial(tm
     out = select(tmp_path, "step5", "--names", "--write-control")
     # mate_mix beats the default by 0.1: selected; the tuned baselines keep their defaults
     assert out.stdout.strip().endswith("beed,sdn,okddip,mate_mix,mate_mix_uniform")
+
+
+def final_run(runs: Path, name: str, seed: int, exits: list[float], ensemble: float, val: float | None = None) -> None:
+    """A step-5 run: test accuracies given; seeds 0-2 keep the validation score the selections read."""
+    path = runs / f"{name}-s{seed}" / "results.json"
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    result = {"val": {"mean_acc": old.get("val", {}).get("mean_acc", val)}, "train_time_s": 10.0,
+              "test": {"exit_acc": exits, "ensemble_acc": ensemble, "mean_acc": sum(exits) / len(exits)}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result))
+
+
+def test_the_final_report_compares_the_selected_mate_seed_by_seed(tmp_path):
+    shutil.copy(ROOT / "src/mate/configs/claim_candidates.yaml", tmp_path / "variants.yaml")
+    runs = tmp_path / "runs"
+    step3 = {m: 88.0 for m in ("ce", "mate", "byot", "byot_reimpl", "phuong", "eed", "beed", "sdn", "okddip",
+                                "mate_uniform", "ce_ge")}
+    step3.update(beed=88.3, sdn=88.2)
+    archive(runs, step3)
+    beed = [f"beed_a{a}" for a in ("1", "1.03", "1.06", "1.09", "1.12", "1.18", "1.21", "1.24")]
+    sdn = [f"sdn_c{c}" for c in ("0.1", "0.25", "0.5", "1.5", "2", "3", "4", "6")]
+    archive(runs, {**{t: 87.0 for t in beed + sdn}, "mate_mix": 88.1, "mate_decay": 87.0, "mate_conf": 87.0,
+                   "mate_rev": 87.0, "mate_tkd0": 87.0, "mate_ge": 87.0, "mate_deeper": 87.0})
+    select(tmp_path, "step4", "--write-combo")
+    archive(runs, {"mate_combo": 87.5})
+    assert select(tmp_path, "step5", "--names", "--write-control").returncode == 0
+    out = select(tmp_path, "final")
+    assert out.returncode == 1 and "step 5 runs not finished" in out.stderr and "ce-s3" in out.stderr
+
+    baselines = ["byot", "byot_reimpl", "phuong", "eed", "beed", "sdn", "okddip"]
+    tests = {m: [80.0, 81.0, 82.0, 83.0] for m in ["ce"] + baselines}
+    tests.update(beed=[80.0, 81.5, 82.0, 83.0], phuong=[80.5, 81.0, 82.0, 83.2])
+    for seed in range(5):
+        for m, exits in tests.items():
+            final_run(runs, m, seed, exits, 84.0, val=88.0)
+        # MATE: exit 1 +1.0..+1.4 over CE; exit 2 equal; exit 3 equal in the mean, ±1 per seed; exit 4 -0.5
+        final_run(runs, "mate_mix", seed, [81.0 + 0.1 * seed, 81.0, 82.0 + [1, -1, 1, -1, 0][seed], 82.5], 84.0,
+                  val=88.3 + 0.1 * (seed - 3))
+        final_run(runs, "mate_mix_uniform", seed, [81.0, 81.0, 82.0, 82.5], 84.0,
+                  val=[87.9, 88.2, 88.1, 88.2, 88.5][seed])
+    out = select(tmp_path, "final")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == ("Settings: ce = `ce`, byot = `byot`, byot_reimpl = `byot_reimpl`, phuong = `phuong`, "
+                        "eed = `eed`, beed = `beed`, sdn = `sdn`, okddip = `okddip`, mate = `mate_mix`; "
+                        "control = `mate_mix_uniform`.")
+    assert "| ce | +1.20 ± 0.16 (5↑ 0↓) | +0.00 ± 0.00 (0↑ 0↓) | +0.00 ± 1.00 (2↑ 2↓) | -0.50 ± 0.00 (0↑ 5↓) | " \
+           "+0.00 ± 0.00 (0↑ 0↓) |" in lines
+    assert "| beed | +1.20 ± 0.16 (5↑ 0↓) | -0.50 ± 0.00 (0↑ 5↓) | +0.00 ± 1.00 (2↑ 2↓) | -0.50 ± 0.00 (0↑ 5↓) | " \
+           "+0.00 ± 0.00 (0↑ 0↓) |" in lines
+    assert ("| against CE | wins (+1.20 ± 0.16) | ties (+0.00 ± 0.00) | ties (+0.00 ± 1.00) | loses (-0.50 ± 0.00) "
+            "| ties (+0.00 ± 0.00) |") in lines
+    # the best baseline at each exit is the highest test mean there (the first listed on a tie)
+    assert ("| best baseline there (test mean) | `phuong` 80.50 | `beed` 81.50 | `byot` 82.00 | `phuong` 83.20 "
+            "| `byot` 84.00 |") in lines
+    assert ("| against the best baseline | wins (+0.70 ± 0.16) | loses (-0.50 ± 0.00) | ties (+0.00 ± 1.00) "
+            "| loses (-0.70 ± 0.00) | ties (+0.00 ± 0.00) |") in lines
+    # exit 2 short of BEED; exit 4 short of CE and every baseline; exit 3 equal is not short
+    short = next(line for line in lines if "falls short" in line)
+    assert short.startswith("`mate_mix`'s mean falls short at 9 (exit, method) pair(s): "
+                            "exit 2: 81.00 against `beed` 81.50 (-0.50); exit 4: 82.50 against `ce` 83.00 (-0.50)")
+    assert "exit 4: 82.50 against `phuong` 83.20 (-0.70)" in short and "exit 3" not in short
+    # validation, seed by seed: +0.10, -0.10, +0.10, +0.10, -0.10: ahead in the mean but in 3 seeds only
+    control = lines[-1]
+    assert "per seed: +0.10, -0.10, +0.10, +0.10, -0.10; mean +0.02, 3 of 5 seeds ahead" in control
+    assert "**does not beat**" in control
