@@ -7,8 +7,8 @@ from matplotlib.lines import Line2D
 
 from mate.experiments.compare import paired_differences, summarise
 from mate.experiments.plots import METHOD_COLOURS, method_colours, plot_exit_accuracy, plot_improvement
-from mate.experiments.run_report import (COLLAPSE_SHARE, KL_FLOOR, collapsed_teachers, plot_curves, plot_kl,
-                                         render_report)
+from mate.experiments.run_report import (COLLAPSE_SHARE, KL_FLOOR, SHARED_DISTANCE, collapsed_teachers, plot_curves,
+                                         plot_kl, render_report, teacher_distance)
 
 
 def result(exits, ensemble=50.0):
@@ -127,3 +127,27 @@ def test_one_collapse_rule_for_every_teacher(tmp_path):
     assert ("Last epoch: diagonal weights A[m, m] = 0.60, 0.70, 0.94; primary KL = 0.071, 0.014, 0.007; collapsed "
             "teachers (A[m, m] ≥ 0.9): teacher 3 (A[3, 3] = 0.94).") in page
     assert "A teacher whose row puts at least 0.9 on its own exit (A[m, m] ≥ 0.9) has collapsed" in page
+    # rows 1 and 3 differ by ½ (0.58 + 0.16 + 0.74), rows 2 and 3 by ½ (0.08 + 0.66 + 0.74): 0.74 at most
+    assert "at the last epoch: 0.74. The teachers differ (more than 0.05) from epoch 1 on." in page
+
+
+def test_one_shared_teacher_is_told_apart_from_teachers_that_differ(tmp_path):
+    assert SHARED_DISTANCE == 0.05
+    assert teacher_distance([[0.25] * 4] * 4) == 0.0
+    assert teacher_distance([[1.0, 0.0], [0.0, 1.0]]) == 1.0
+    assert teacher_distance([[0.6, 0.4], [0.5, 0.5], [0.55, 0.45]]) == pytest.approx(0.1)
+    # a run whose weight network gives every exit the same teacher (rows 0.4 / 0.6 on the two deep exits) until
+    # epoch 4, then separates, then (epoch 6) shares again for one epoch: the rows stay apart from epoch 7 only
+    shared = [[0.0, 0.4, 0.6]] * 3
+    apart = [[0.6, 0.2, 0.2], [0.1, 0.7, 0.2], [0.02, 0.04, 0.94]]
+    rows = [shared, shared, shared, apart, apart, shared, apart]
+    run = tmp_path / "run"
+    run.mkdir()
+    metrics = [dict(r, train={**r["train"], "attention": a}) for r, a in zip(records(), rows)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in metrics))
+    page = render_report(run).read_text()
+    assert "The teachers differ (more than 0.05) from epoch 7 on." in page
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in metrics[:6]))
+    page = render_report(run).read_text()
+    assert ("at the last epoch: 0.00. At most 0.05: every exit has one shared teacher, the same mixture of the "
+            "exits") in page

@@ -2,8 +2,9 @@
 
 Curves per exit (training CE, validation accuracy, the selected epoch marked) and, for MATE, the
 learning-gap diagnostics: the batch-mean attention matrix at a few epochs (row m: teacher m's
-weights over the exits), with the teachers that collapsed onto their student framed, and the KL
-between each exit and its primary teacher against the other teachers, over epochs.
+weights over the exits), with the teachers that collapsed onto their student framed, whether the
+weight network has given every exit one shared teacher, and the KL between each exit and its
+primary teacher against the other teachers, over epochs.
 """
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ from ..evaluation.logits import format_exit_table  # noqa: E402
 # A teacher whose attention row puts at least this share on its own exit has collapsed onto its
 # student: its logits are (at least 90%) the student's own, so there is no gap left to learn from.
 COLLAPSE_SHARE = 0.9
+# Teachers whose rows differ by at most this total-variation distance are one shared teacher: the
+# weight network gives every exit the same mixture of the exits, whichever exit it teaches.
+SHARED_DISTANCE = 0.05
 # The KL plot's floor on its log axis: a KL that rounds to zero (or just below, in float32) is drawn here.
 KL_FLOOR = 1e-4
 
@@ -35,6 +39,12 @@ def collapsed_teachers(attention: Sequence[Sequence[float]], share: float = COLL
     """The teachers (0-based rows m) whose weight on their own exit, A[m][m], is at least ``share``;
     one rule for every teacher, the last one included."""
     return [m for m, row in enumerate(attention) if row[m] >= share]
+
+
+def teacher_distance(attention: Sequence[Sequence[float]]) -> float:
+    """The largest total-variation distance between two teachers' rows, max over m, n of
+    ½ Σ_j |A[m, j] − A[n, j]|: 0 when every teacher is the same mixture, 1 when two share no exit."""
+    return max((sum(abs(a - b) for a, b in zip(r, q)) / 2 for r in attention for q in attention), default=0.0)
 
 
 def plot_curves(records: list[dict], path: Path, selected_epoch: Optional[int] = None) -> Figure:
@@ -168,6 +178,17 @@ def render_report(run_dir: str | Path) -> Path:
             f"Last epoch: diagonal weights A[m, m] = {', '.join(f'{d:.2f}' for d in diag)}; primary KL = "
             f"{', '.join(f'{v:.3f}' for v in primary_kl)}; collapsed teachers (A[m, m] ≥ {COLLAPSE_SHARE}): "
             f"{verdict}.", "",
+        ]
+        distance = teacher_distance(last["attention"])
+        # the first epoch from which the rows stay apart for good (none when they end shared)
+        apart = next((r["epoch"] for i, r in enumerate(records)
+                      if all(teacher_distance(q["train"]["attention"]) > SHARED_DISTANCE for q in records[i:])), None)
+        lines += [
+            f"Largest distance between two teachers' rows (total variation, ½ Σ_j |A[m, j] − A[n, j]|) at the last "
+            f"epoch: {distance:.2f}. " + (
+                f"At most {SHARED_DISTANCE}: every exit has one shared teacher, the same mixture of the exits "
+                "(the weight network ignores which exit it teaches)." if distance <= SHARED_DISTANCE else
+                f"The teachers differ (more than {SHARED_DISTANCE}) from epoch {apart} on."), "",
         ]
     path = out / "report.md"
     path.write_text("\n".join(lines))

@@ -1,0 +1,56 @@
+"""The weight network's end state in every archived MATE run: does each exit get its own teacher?
+
+    .venv/bin/python scripts/claim_attention.py [docs/results/claim/runs]
+
+For each run of the ``mate`` objective with attention teachers (the uniform-teacher controls,
+whose rows are equal by construction, are left out): the validation score (mean over exits at the selected
+checkpoint), the diagonal A[m, m] at the last epoch, the largest total-variation distance between
+two teachers' rows there, and the first epoch from which the rows stay apart (more than
+``SHARED_DISTANCE``); "shared" when they never do: every exit then learns from the same mixture.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import yaml
+from pathlib import Path
+
+from mate.engine.logger import read_metrics
+from mate.experiments.run_report import SHARED_DISTANCE, teacher_distance
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def state(run: Path) -> dict | None:
+    if not (run / "results.json").is_file() or not (run / "config.yaml").is_file():
+        return None
+    objective = yaml.safe_load((run / "config.yaml").read_text())["objective"]
+    if objective["name"] != "mate" or objective.get("teacher", "attention") != "attention":
+        return None
+    records = [r for r in read_metrics(run) if "attention" in r.get("train", {})]
+    last = records[-1]["train"]["attention"]
+    apart = next((r["epoch"] for i, r in enumerate(records)
+                  if all(teacher_distance(q["train"]["attention"]) > SHARED_DISTANCE for q in records[i:])), None)
+    return {"val": json.loads((run / "results.json").read_text())["val"]["mean_acc"],
+            "diag": [row[m] for m, row in enumerate(last)], "distance": teacher_distance(last), "apart": apart}
+
+
+def main() -> None:
+    root = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs/results/claim/runs"
+    print("| run | val score | A[m, m] at the last epoch | row distance | rows apart from epoch |")
+    print("|---|---:|---|---:|---:|")
+    shared = total = 0
+    for run in sorted(p for p in root.iterdir() if p.is_dir()):
+        s = state(run)
+        if s is None:
+            continue
+        total += 1
+        shared += s["apart"] is None
+        print(f"| {run.name} | {s['val']:.2f} | {', '.join(f'{d:.2f}' for d in s['diag'])} | {s['distance']:.2f} | "
+              f"{s['apart'] if s['apart'] is not None else 'never (shared)'} |")
+    print(f"\n{shared} of {total} runs end with one shared teacher (rows within {SHARED_DISTANCE}).")
+
+
+if __name__ == "__main__":
+    main()
