@@ -1,6 +1,5 @@
 """scripts/claim_select.py: the claim protocol's selections (docs/claim_protocol.md, steps 3-5)."""
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,13 +21,20 @@ def archive(runs: Path, scores: dict[str, float]) -> None:
             (folder / "results.json").write_text(json.dumps(result))
 
 
+def protocol_variants(tmp_path: Path) -> None:
+    """The shipped trials as the protocol wrote them, before steps 4-5 appended MATE's trial 9 and the
+    selected MATE's control (the lines from the first '# MATE's trial 9' on)."""
+    text = (ROOT / "src/mate/configs/claim_candidates.yaml").read_text()
+    (tmp_path / "variants.yaml").write_text(text.split("# MATE's trial 9")[0])
+
+
 def select(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *args, "--runs", str(tmp_path / "runs"),
                            "--variants", str(tmp_path / "variants.yaml")], capture_output=True, text=True)
 
 
 def test_the_selections_of_steps_3_to_5(tmp_path):
-    shutil.copy(ROOT / "src/mate/configs/claim_candidates.yaml", tmp_path / "variants.yaml")
+    protocol_variants(tmp_path)
     step3 = {"ce": 88.0, "mate": 88.5, "byot": 88.4, "byot_reimpl": 88.1, "phuong": 87.0, "eed": 88.45,
              "beed": 87.5, "sdn": 86.0, "okddip": 88.3, "mate_uniform": 88.6, "ce_ge": 90.0}
     archive(tmp_path / "runs", {k: v for k, v in step3.items() if k != "sdn"})
@@ -67,7 +73,7 @@ def test_the_selections_of_steps_3_to_5(tmp_path):
 
 
 def test_fewer_than_two_winning_mate_trials_fall_back_to_the_teacher_kd_trial(tmp_path):
-    shutil.copy(ROOT / "src/mate/configs/claim_candidates.yaml", tmp_path / "variants.yaml")
+    protocol_variants(tmp_path)
     step3 = {m: 88.0 for m in ("ce", "mate", "byot", "byot_reimpl", "phuong", "eed", "beed", "sdn", "okddip",
                                 "mate_uniform", "ce_ge")}
     step3.update(beed=88.3, sdn=88.2)
@@ -98,7 +104,7 @@ def final_run(runs: Path, name: str, seed: int, exits: list[float], ensemble: fl
 
 
 def test_the_final_report_compares_the_selected_mate_seed_by_seed(tmp_path):
-    shutil.copy(ROOT / "src/mate/configs/claim_candidates.yaml", tmp_path / "variants.yaml")
+    protocol_variants(tmp_path)
     runs = tmp_path / "runs"
     step3 = {m: 88.0 for m in ("ce", "mate", "byot", "byot_reimpl", "phuong", "eed", "beed", "sdn", "okddip",
                                 "mate_uniform", "ce_ge")}
