@@ -17,7 +17,7 @@ import yaml
 from pathlib import Path
 
 from mate.engine.logger import read_metrics
-from mate.experiments.run_report import SHARED_DISTANCE, teacher_distance
+from mate.experiments.run_report import SHARED_DISTANCE, teacher_distance, teachers_apart_from
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,8 +30,7 @@ def state(run: Path) -> dict | None:
         return None
     records = [r for r in read_metrics(run) if "attention" in r.get("train", {})]
     last = records[-1]["train"]["attention"]
-    apart = next((r["epoch"] for i, r in enumerate(records)
-                  if all(teacher_distance(q["train"]["attention"]) > SHARED_DISTANCE for q in records[i:])), None)
+    apart = teachers_apart_from(records)
     return {"val": json.loads((run / "results.json").read_text())["val"]["mean_acc"],
             "diag": [row[m] for m, row in enumerate(last)], "distance": teacher_distance(last), "apart": apart}
 

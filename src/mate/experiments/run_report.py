@@ -47,6 +47,14 @@ def teacher_distance(attention: Sequence[Sequence[float]]) -> float:
     return max((sum(abs(a - b) for a, b in zip(r, q)) / 2 for r in attention for q in attention), default=0.0)
 
 
+def teachers_apart_from(records: Sequence[dict]) -> Optional[int]:
+    """The first epoch from which the teachers' rows stay apart (``teacher_distance`` above
+    ``SHARED_DISTANCE`` at every later epoch, ``train.attention`` of metrics.jsonl records); None
+    when they end shared."""
+    return next((r["epoch"] for i, r in enumerate(records)
+                 if all(teacher_distance(q["train"]["attention"]) > SHARED_DISTANCE for q in records[i:])), None)
+
+
 def plot_curves(records: list[dict], path: Path, selected_epoch: Optional[int] = None) -> Figure:
     """Training loss per exit and validation accuracy over epochs; ``selected_epoch`` (the epoch
     of best.pt) is marked on both."""
@@ -180,9 +188,7 @@ def render_report(run_dir: str | Path) -> Path:
             f"{verdict}.", "",
         ]
         distance = teacher_distance(last["attention"])
-        # the first epoch from which the rows stay apart for good (none when they end shared)
-        apart = next((r["epoch"] for i, r in enumerate(records)
-                      if all(teacher_distance(q["train"]["attention"]) > SHARED_DISTANCE for q in records[i:])), None)
+        apart = teachers_apart_from(records)
         lines += [
             f"Largest distance between two teachers' rows (total variation, ½ Σ_j |A[m, j] − A[n, j]|) at the last "
             f"epoch: {distance:.2f}. " + (
