@@ -7,6 +7,7 @@
     .venv/bin/python scripts/claim_select.py step5 --names    # the methods of the final table
     .venv/bin/python scripts/claim_select.py step5 --write-control  # adds the selected MATE's control
     .venv/bin/python scripts/claim_select.py final    # step 5's test table and its reading (markdown)
+    .venv/bin/python scripts/claim_select.py explore  # the exploratory question after step 5 (validation)
 
 The selection score of a setting is the validation mean over exits at the selected checkpoint
 (``val.mean_acc`` in results.json), averaged over seeds 0, 1, 2. Every selection reads validation
@@ -38,6 +39,9 @@ TRIAL_PREFIX = {"byot": "byot_kd", "byot_reimpl": "byot_reimpl_kd", "phuong": "p
                 "okddip": "okddip_kd", "beed": "beed_a", "sdn": "sdn_c"}
 MATE_TRIALS = ("mate", "mate_mix", "mate_decay", "mate_conf", "mate_rev", "mate_tkd0", "mate_ge", "mate_deeper")
 COMBO_FALLBACK = "mate_tkd0.5"
+# The exploratory question after step 5: MATE with the attention scale sqrt(d/8), a `mate sweep` point.
+EXPLORE_RUNS = ROOT / "docs/results/claim/explore/runs"
+EXPLORE = "method=mate_attention_scale=sqrt"
 
 
 class Incomplete(Exception):
@@ -62,7 +66,12 @@ def score(runs: Path, method: str) -> float:
 
 
 def table(runs: Path, methods: list[str], title: str) -> str:
-    rows = {m: scores(runs, m) for m in methods}
+    return score_table({m: scores(runs, m) for m in methods}, title)
+
+
+def score_table(rows: dict[str, dict[int, float]], title: str) -> str:
+    """Markdown: a row per setting (its score per seed, mean ± std), best mean first."""
+    methods = list(rows)
     lines = [f"| {title} | seed 0 | seed 1 | seed 2 | mean ± std | seeds |", "|---|---:|---:|---:|---:|---:|"]
     def key(m):
         return -statistics.fmean(rows[m].values()) if rows[m] else float("inf")
@@ -210,11 +219,34 @@ def final_report(runs: Path) -> str:
     return "\n".join(out)
 
 
+def explore_report(runs: Path, explore_runs: Path) -> str:
+    """The exploratory question (docs/claim_protocol.md, after step 5), on validation only: MATE with
+    the attention scale sqrt(d/8) against `mate` and the uniform control `mate_uniform`, seeds 0-2,
+    paired; it beats the control if it is ahead in the mean and in all 3 seeds."""
+    rows = {"sqrt(d/8)": scores(explore_runs, EXPLORE), "mate": scores(runs, "mate"),
+            "mate_uniform": scores(runs, "mate_uniform")}
+    for name, by_seed in rows.items():
+        if len(by_seed) < len(SEEDS):
+            raise Incomplete(f"{name}: seeds {sorted(set(SEEDS) - set(by_seed))} not finished")
+    out = [score_table(rows, "validation score"), ""]
+    for other in ("mate_uniform", "mate"):
+        diffs = [rows["sqrt(d/8)"][s] - rows[other][s] for s in SEEDS]
+        ahead, mean = sum(d > 0 for d in diffs), statistics.fmean(diffs)
+        out.append(f"sqrt(d/8) − {other}, per seed: {', '.join(f'{d:+.2f}' for d in diffs)}; "
+                   f"mean {mean:+.2f} ± {statistics.stdev(diffs):.2f}, {ahead} of {len(SEEDS)} seeds ahead.")
+        if other == "mate_uniform":
+            verdict = "beats" if mean > 0 and ahead == len(SEEDS) else "does not beat"
+            out.append(f"The sqrt(d/8) weight network **{verdict}** the uniform control (the rule: ahead in the "
+                       "mean and in all 3 seeds). Exploratory: it changes neither the default nor step 5's table.")
+    return "\n".join(out)
+
+
 def main() -> None:
     global VARIANTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=["step3", "step4", "step5", "final"])
+    parser.add_argument("step", choices=["step3", "step4", "step5", "final", "explore"])
     parser.add_argument("--runs", type=Path, default=RUNS)
+    parser.add_argument("--explore-runs", type=Path, default=EXPLORE_RUNS, help="explore: the sweep's archive")
     parser.add_argument("--variants", type=Path, default=VARIANTS, help="the trials' variants file")
     parser.add_argument("--names", action="store_true", help="print only the names the next step runs")
     parser.add_argument("--write-combo", action="store_true", help="step4: add mate_combo to the variants")
@@ -252,6 +284,8 @@ def main() -> None:
                 print(f"selected {method}: {setting}")
         elif args.step == "final":
             print(final_report(runs))
+        elif args.step == "explore":
+            print(explore_report(runs, args.explore_runs))
         else:
             chosen = selections(runs)
             names = list(chosen.values()) + [uniform_control(chosen["mate"])]

@@ -157,3 +157,30 @@ def test_the_final_report_compares_the_selected_mate_seed_by_seed(tmp_path):
     control = lines[-1]
     assert "per seed: +0.10, -0.10, +0.10, +0.10, -0.10; mean +0.02, 3 of 5 seeds ahead" in control
     assert "**does not beat**" in control
+
+
+def test_the_exploratory_attention_scale_is_read_on_validation_against_the_uniform_control(tmp_path):
+    runs, explore = tmp_path / "runs", tmp_path / "explore"
+    # seed s scores base + (s - 1) / 10: mate 88.4/88.5/88.6, control 88.5/88.6/88.7
+    archive(runs, {"mate": 88.5, "mate_uniform": 88.6})
+    args = ["explore", "--explore-runs", str(explore)]
+    missing = select(tmp_path, *args)
+    assert missing.returncode == 1 and "sqrt(d/8): seeds [0, 1, 2] not finished" in missing.stderr
+    for seed, val in enumerate([88.8, 88.55, 88.9]):  # test is the opposite ranking: never read
+        folder = explore / f"method=mate_attention_scale=sqrt-s{seed}"
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps({"val": {"mean_acc": val}, "test": {"mean_acc": 10.0}}))
+    out = select(tmp_path, *args)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[2] == "| sqrt(d/8) | 88.80 | 88.55 | 88.90 | 88.75 ± 0.18 | 3 |"
+    assert lines[3] == "| mate_uniform | 88.50 | 88.60 | 88.70 | 88.60 ± 0.10 | 3 |"
+    # against the control: +0.30, -0.05, +0.20: ahead in the mean, not in every seed
+    assert lines[6] == ("sqrt(d/8) − mate_uniform, per seed: +0.30, -0.05, +0.20; mean +0.15 ± 0.18, "
+                        "2 of 3 seeds ahead.")
+    assert "**does not beat** the uniform control" in lines[7]
+    assert lines[8] == "sqrt(d/8) − mate, per seed: +0.40, +0.05, +0.30; mean +0.25 ± 0.18, 3 of 3 seeds ahead."
+    # ahead in every seed: it beats the control
+    path = explore / "method=mate_attention_scale=sqrt-s1/results.json"
+    path.write_text(json.dumps({"val": {"mean_acc": 88.65}}))
+    assert "**beats** the uniform control" in select(tmp_path, *args).stdout
