@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import re
 import statistics
-import sys
 from collections import defaultdict
 from pathlib import Path
 

@@ -164,7 +164,7 @@ def test_the_command_line_prints_a_warning_as_one_line(monkeypatch, capsys):
     from mate.errors import MateWarning
 
     def warns(**options):
-        warnings.warn(MateWarning("something to know"))
+        warnings.warn(MateWarning("something to know"), stacklevel=1)
         return 0
 
     monkeypatch.setattr(listing, "list_command", warns)

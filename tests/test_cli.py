@@ -2,8 +2,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from mate.cli import main
 from mate.config import config_to_yaml, load_config, yaml_load
 

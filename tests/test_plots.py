@@ -3,7 +3,6 @@ import json
 
 import pytest
 from matplotlib.colors import to_rgba
-from matplotlib.lines import Line2D
 
 from mate.experiments.compare import paired_differences, summarise
 from mate.experiments.plots import METHOD_COLOURS, method_colours, plot_exit_accuracy, plot_improvement
