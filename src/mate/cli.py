@@ -116,8 +116,8 @@ def _add_run_set_args(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--variants", help="extra YAML of named objective sections (methods)")
     p.add_argument("--runs", help="folder of the training runs (default OUT/runs); share it between "
                                   "comparisons and sweeps so that each run is trained once")
-    p.add_argument("--archive", help="folder keeping each finished run's results.json and metrics.jsonl "
-                                     "(no checkpoints); runs found there are not trained again")
+    p.add_argument("--archive", help="folder keeping each finished run's results.json, metrics.jsonl, config.yaml "
+                                     "and split.json (no checkpoints); runs found there are not trained again")
 
 
 def _add_launcher_args(p: argparse.ArgumentParser) -> None:

@@ -55,7 +55,8 @@ class DataConfig:
     flip: bool = option(True, "random horizontal flip")
     # Datasets of image files (image_folder, tiny_imagenet, cub200, stanford_dogs, fgvc_aircraft):
     image_size: Optional[PositiveInt] = option(
-        None, "image files: side of the square input; null: the dataset's (TinyImageNet 64, else 224)")
+        None, "image files: side of the square input; null: the dataset's (TinyImageNet 64; image_folder: "
+              "the training images' shared side when it is at most 224; else 224)")
     in_memory: Literal["auto", True, False] = option(
         "auto", "image files: true: decode once into memory, train with crop_padding/flip; false: stream from "
                 "disk with random-resized crops; auto: in memory when image_size <= 64 and the images fit in 4 GiB")

@@ -90,6 +90,9 @@ def _section(section: str, datasets: tuple[str, ...] | list[str] = ()) -> Block:
 
 def _dataset_shape(name: str) -> str:
     info = registered_info(name)
+    if name == "python":
+        return ("classes and item shape from the datasets `data.factory` returns; the image-file keys are refused "
+                "(`data.image_size` unless it is the items' own side)")
     if info is None:
         return "classes and image size read from its files; the image-file keys apply"
     shape = f"{info.num_classes} classes, {info.in_channels}x{info.input_size}x{info.input_size} inputs"
