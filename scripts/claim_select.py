@@ -3,6 +3,7 @@
     .venv/bin/python scripts/claim_select.py step3            # every method at its defaults, ranked
     .venv/bin/python scripts/claim_select.py step3 --names    # only the two strongest baselines
     .venv/bin/python scripts/claim_select.py step4            # every trial, and what is selected
+    .venv/bin/python scripts/claim_select.py step4 --exits    # the same runs per exit (validation)
     .venv/bin/python scripts/claim_select.py step4 --write-combo   # adds MATE's trial 9 to the variants
     .venv/bin/python scripts/claim_select.py step5 --names    # the methods of the final table
     .venv/bin/python scripts/claim_select.py step5 --write-control  # adds the selected MATE's control
@@ -81,6 +82,24 @@ def score_table(rows: dict[str, dict[int, float]], title: str) -> str:
         mean = (f"{statistics.fmean(values):.2f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.2f}"
                 if values else "—")
         lines.append(f"| {m} | {cells} | {mean} | {len(values)} |")
+    return "\n".join(lines)
+
+
+def exit_table(runs: Path, methods: list[str]) -> str:
+    """Markdown: each setting's validation accuracy per exit and of the ensemble at the selected
+    checkpoint, mean over the finished seeds of 0-2 (the rows in the order given)."""
+    lines: list[str] = []
+    for m in methods:
+        vals = [json.loads(p.read_text())["val"] for s in SEEDS if (p := runs / f"{m}-s{s}" / "results.json").is_file()]
+        if not vals:
+            continue
+        if not lines:
+            k = len(vals[0]["exit_acc"])
+            lines = ["| setting | seeds | " + " | ".join(f"val exit {i + 1}" for i in range(k)) + " | val ensemble |",
+                     "|---|---:|" + "---:|" * (k + 1)]
+        cells = [statistics.fmean(v["exit_acc"][i] for v in vals) for i in range(k)]
+        cells.append(statistics.fmean(v["ensemble_acc"] for v in vals))
+        lines.append(f"| {m} | {len(vals)} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
     return "\n".join(lines)
 
 
@@ -249,6 +268,7 @@ def main() -> None:
     parser.add_argument("--explore-runs", type=Path, default=EXPLORE_RUNS, help="explore: the sweep's archive")
     parser.add_argument("--variants", type=Path, default=VARIANTS, help="the trials' variants file")
     parser.add_argument("--names", action="store_true", help="print only the names the next step runs")
+    parser.add_argument("--exits", action="store_true", help="step3/step4: the runs per exit instead (validation)")
     parser.add_argument("--write-combo", action="store_true", help="step4: add mate_combo to the variants")
     parser.add_argument("--write-control", action="store_true",
                         help="step5: add the selected MATE's uniform control to the variants")
@@ -256,7 +276,13 @@ def main() -> None:
     VARIANTS = args.variants
     runs = args.runs
     try:
-        if args.step == "step3":
+        if args.exits and args.step in ("step3", "step4"):
+            if args.step == "step3":
+                print(exit_table(runs, list(STEP3)))
+            else:
+                tuned = strongest_baselines(runs)
+                print(exit_table(runs, mate_trials() + ["mate_uniform"] + [t for m in tuned for t in baseline_trials(m)]))
+        elif args.step == "step3":
             if not args.names:
                 print(table(runs, list(STEP3), "method"))
             names = strongest_baselines(runs)

@@ -184,3 +184,20 @@ def test_the_exploratory_attention_scale_is_read_on_validation_against_the_unifo
     path = explore / "method=mate_attention_scale=sqrt-s1/results.json"
     path.write_text(json.dumps({"val": {"mean_acc": 88.65}}))
     assert "**beats** the uniform control" in select(tmp_path, *args).stdout
+
+
+def test_the_runs_per_exit_are_mean_validation_accuracies_over_the_finished_seeds(tmp_path):
+    runs = tmp_path / "runs"
+    for name, seed, exits, ensemble in [("ce", 0, [80.0, 84.0], 85.0), ("ce", 2, [81.0, 85.0], 86.0),
+                                        ("mate", 1, [82.5, 84.25], 85.5)]:
+        folder = runs / f"{name}-s{seed}"
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps(
+            {"val": {"exit_acc": exits, "ensemble_acc": ensemble, "mean_acc": sum(exits) / 2},
+             "test": {"exit_acc": [0.0, 0.0], "ensemble_acc": 0.0}}))  # never read
+    out = select(tmp_path, "step3", "--exits")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["| setting | seeds | val exit 1 | val exit 2 | val ensemble |",
+                                       "|---|---:|---:|---:|---:|",
+                                       "| ce | 2 | 80.50 | 84.50 | 85.50 |",
+                                       "| mate | 1 | 82.50 | 84.25 | 85.50 |"]
