@@ -17,10 +17,14 @@ case "${1:-}" in
     .venv/bin/mate compare "${common[@]}" --methods "$STEP3,$MATE_TRIALS" --seeds 3 --out docs/results/claim/grid
     .venv/bin/mate compare "${common[@]}" --methods "$STEP3" --seeds 3 --out docs/results/claim/defaults ;;
   step4)  # the two strongest baselines' trials (needs step 3), then MATE's trial 9 (needs trials 1-8)
-    trials=$(.venv/bin/python scripts/claim_select.py step4 --names)
-    .venv/bin/mate compare "${common[@]}" --methods "$trials" --seeds 3 --out docs/results/claim/tuning
-    grep -q '^mate_combo:' src/mate/configs/claim_candidates.yaml || .venv/bin/python scripts/claim_select.py step4 --write-combo
-    .venv/bin/mate compare "${common[@]}" --methods "$trials,mate_combo" --seeds 3 --out docs/results/claim/tuning ;;
+    # (once trial 9 is written, --names lists it with the others: one comparison runs them all)
+    .venv/bin/mate compare "${common[@]}" --methods "$(.venv/bin/python scripts/claim_select.py step4 --names)" \
+        --seeds 3 --out docs/results/claim/tuning
+    if ! grep -q '^mate_combo:' src/mate/configs/claim_candidates.yaml; then
+      .venv/bin/python scripts/claim_select.py step4 --write-combo
+      .venv/bin/mate compare "${common[@]}" --methods "$(.venv/bin/python scripts/claim_select.py step4 --names)" \
+          --seeds 3 --out docs/results/claim/tuning
+    fi ;;
   step5)  # every method at its selected setting, seeds 0-4 (seeds 3 and 4 are new)
     .venv/bin/python scripts/claim_select.py step5 --write-control > /dev/null
     methods=$(.venv/bin/python scripts/claim_select.py step5 --names)
