@@ -9,6 +9,7 @@
     .venv/bin/python scripts/claim_select.py step5 --write-control  # adds the selected MATE's control
     .venv/bin/python scripts/claim_select.py final    # step 5's test table and its reading (markdown)
     .venv/bin/python scripts/claim_select.py explore  # the exploratory question after step 5 (validation)
+    .venv/bin/python scripts/claim_select.py progress # how many runs of each step are archived
 
 The selection score of a setting is the validation mean over exits at the selected checkpoint
 (``val.mean_acc`` in results.json), averaged over seeds 0, 1, 2. Every selection reads validation
@@ -238,6 +239,31 @@ def final_report(runs: Path) -> str:
     return "\n".join(out)
 
 
+def progress(runs: Path) -> str:
+    """Each step's archived runs against its planned ones; a step whose plan depends on an unfinished
+    step says so."""
+    def count(step: str, names: list[str], seeds: int, unknown: int = 0) -> str:
+        planned = [f"{n}-s{s}" for n in names for s in range(seeds)]
+        missing = [r for r in planned if not (runs / r / "results.json").is_file()]
+        more = f" (+ {unknown} not yet named)" if unknown else ""
+        head = f"{step}: {len(planned) - len(missing)} of {len(planned)}{more} runs archived"
+        return head + (f"; next: {', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}" if missing else "")
+
+    out = [count("step 3", list(STEP3), len(SEEDS))]
+    try:
+        tuned = strongest_baselines(runs)
+    except Incomplete:
+        return "\n".join(out + ["step 4: waits for step 3", "step 5: waits for step 4"])
+    trials = mate_trials()[1:] + [t for m in tuned for t in baseline_trials(m)[1:]]
+    out.append(count("step 4", trials, len(SEEDS), unknown=0 if "mate_combo" in variants() else len(SEEDS)))
+    try:
+        chosen = selections(runs)
+    except Incomplete:
+        return "\n".join(out + ["step 5: waits for step 4"])
+    out.append(count("step 5", list(chosen.values()) + [uniform_control(chosen["mate"])], FINAL_SEEDS))
+    return "\n".join(out)
+
+
 def explore_report(runs: Path, explore_runs: Path) -> str:
     """The exploratory question (docs/claim_protocol.md, after step 5), on validation only: MATE with
     the attention scale sqrt(d/8) against `mate` and the uniform control `mate_uniform`, seeds 0-2,
@@ -263,7 +289,7 @@ def explore_report(runs: Path, explore_runs: Path) -> str:
 def main() -> None:
     global VARIANTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=["step3", "step4", "step5", "final", "explore"])
+    parser.add_argument("step", choices=["step3", "step4", "step5", "final", "explore", "progress"])
     parser.add_argument("--runs", type=Path, default=RUNS)
     parser.add_argument("--explore-runs", type=Path, default=EXPLORE_RUNS, help="explore: the sweep's archive")
     parser.add_argument("--variants", type=Path, default=VARIANTS, help="the trials' variants file")
@@ -310,6 +336,8 @@ def main() -> None:
                 print(f"selected {method}: {setting}")
         elif args.step == "final":
             print(final_report(runs))
+        elif args.step == "progress":
+            print(progress(runs))
         elif args.step == "explore":
             print(explore_report(runs, args.explore_runs))
         else:

@@ -234,3 +234,21 @@ def test_the_runs_per_exit_are_mean_validation_accuracies_over_the_finished_seed
                                        "|---|---:|---:|---:|---:|",
                                        "| ce | 2 | 80.50 | 84.50 | 85.50 |",
                                        "| mate | 1 | 82.50 | 84.25 | 85.50 |"]
+
+
+def test_progress_counts_each_steps_archived_runs_against_its_plan(tmp_path):
+    protocol_variants(tmp_path)
+    out = select(tmp_path, "progress").stdout.splitlines()
+    assert out == ["step 3: 0 of 33 runs archived; next: ce-s0, ce-s1, ce-s2, mate-s0, ...",
+                   "step 4: waits for step 3", "step 5: waits for step 4"]
+    step3 = {"ce": 88.0, "mate": 88.5, "byot": 88.4, "byot_reimpl": 88.1, "phuong": 87.0, "eed": 88.45,
+             "beed": 87.5, "sdn": 86.0, "okddip": 88.3, "mate_uniform": 88.6, "ce_ge": 90.0}
+    archive(tmp_path / "runs", step3)
+    archive(tmp_path / "runs", {"mate_mix": 88.0})
+    out = select(tmp_path, "progress").stdout.splitlines()
+    # MATE's trials 2-8 and the 8 non-default trials of eed and byot (the two strongest), 3 seeds each;
+    # trial 9 is not named until trials 1-8 are scored
+    assert out == ["step 3: 33 of 33 runs archived",
+                   "step 4: 3 of 69 (+ 3 not yet named) runs archived; next: mate_decay-s0, mate_decay-s1, "
+                   "mate_decay-s2, mate_conf-s0, ...",
+                   "step 5: waits for step 4"]
