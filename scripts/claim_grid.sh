@@ -5,7 +5,10 @@
 #   bash scripts/claim_grid.sh step3+mate     # step 3 and MATE's step-4 trials, one pool
 #   bash scripts/claim_grid.sh step4          # step 4: the two strongest baselines' trials, MATE's trial 9
 #   bash scripts/claim_grid.sh step5          # step 5: the final table, seeds 0-4
+#   bash scripts/claim_grid.sh explore        # the exploratory question, once step 5 is complete
+#   bash scripts/claim_grid.sh all            # each of the above in turn (what is archived is skipped)
 set -euo pipefail
+SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$0")/.."
 RUNS=${CLAIM_RUNS:-runs/claim}  # the training runs, checkpoints included (not committed)
 common=(--config fashion_mnist_claim --variants claim_candidates --workers 2 --runs "$RUNS"
@@ -29,5 +32,12 @@ case "${1:-}" in
     .venv/bin/python scripts/claim_select.py step5 --write-control > /dev/null
     methods=$(.venv/bin/python scripts/claim_select.py step5 --names)
     .venv/bin/mate compare "${common[@]}" --methods "$methods" --seeds 5 --out docs/results/claim/final ;;
-  *) echo "usage: $0 step3+mate|step4|step5"; exit 2 ;;
+  explore)  # after step 5 only (docs/claim_protocol.md): MATE with the attention scale sqrt(d/8), validation
+    .venv/bin/python scripts/claim_select.py final > /dev/null
+    .venv/bin/mate sweep --config fashion_mnist_claim --grid method=mate objective.attention_scale=sqrt \
+        --seeds 3 --workers 2 --out docs/results/claim/explore --runs "${CLAIM_EXPLORE_RUNS:-runs/claim_explore}" \
+        --archive docs/results/claim/explore/runs ;;
+  all)
+    for step in step3+mate step4 step5 explore; do bash "$SELF" "$step"; done ;;
+  *) echo "usage: $0 step3+mate|step4|step5|explore|all"; exit 2 ;;
 esac
