@@ -7,7 +7,7 @@ from matplotlib.colors import to_rgba
 from mate.experiments.compare import paired_differences, summarise
 from mate.experiments.plots import METHOD_COLOURS, method_colours, plot_exit_accuracy, plot_improvement
 from mate.experiments.run_report import (COLLAPSE_SHARE, KL_FLOOR, SHARED_DISTANCE, collapsed_teachers, plot_curves,
-                                         plot_kl, render_report, teacher_distance)
+                                         plot_kl, render_report, teacher_distance, teachers_against_students)
 
 
 def result(exits, ensemble=50.0):
@@ -150,3 +150,23 @@ def test_one_shared_teacher_is_told_apart_from_teachers_that_differ(tmp_path):
     page = render_report(run).read_text()
     assert ("at the last epoch: 0.00. At most 0.05: every exit has one shared teacher, the same mixture of the "
             "exits") in page
+
+
+def test_the_report_says_what_the_exits_can_teach(tmp_path):
+    mate_val = {"exit_acc": [85.0, 87.5, 88.25], "ensemble_acc": 88.75, "teacher_acc": [88.0, 88.5, 88.0]}
+    lines = teachers_against_students(mate_val)
+    assert lines[0].startswith("Ensemble headroom (validation): the exits' ensemble 88.75 % against the last exit's "
+                               "88.25 % (+0.50 points). The average of the exits is stronger than the last exit")
+    assert lines[2:7] == ["| | exit 1 | exit 2 | exit 3 |", "|---|---:|---:|---:|",
+                          "| student (the exit) | 85.00 | 87.50 | 88.25 |", "| its teacher | 88.00 | 88.50 | 88.00 |",
+                          "| teacher − student | +3.00 | +1.00 | -0.25 |"]
+    # a CE run has no teachers; its exits' average below the last exit is said plainly
+    ce = teachers_against_students({"exit_acc": [85.0, 88.25], "ensemble_acc": 88.0})
+    assert len(ce) == 2 and "(-0.25 points). The average of the exits is no stronger than the last exit" in ce[0]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records()))
+    (run / "results.json").write_text(json.dumps({"best_epoch": 5, "select": "mean", "train_time_s": 9.0,
+                                                  "val": dict(mate_val, mean_acc=86.9, n=10)}))
+    page = render_report(run).read_text()
+    assert "| teacher − student | +3.00 | +1.00 | -0.25 |" in page and "(+0.50 points)" in page

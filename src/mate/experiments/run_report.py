@@ -142,6 +142,28 @@ def plot_kl(records: list[dict], path: Path) -> Figure:
     return fig
 
 
+def teachers_against_students(val: dict) -> list[str]:
+    """Markdown on what the exits can teach, from a run's validation results: the headroom of the
+    exits' ensemble over the last exit and, for MATE, each teacher's accuracy beside its student's."""
+    exits, ensemble = val["exit_acc"], val["ensemble_acc"]
+    headroom = ensemble - exits[-1]
+    lines = [f"Ensemble headroom (validation): the exits' ensemble {ensemble:.2f} % against the last exit's "
+             f"{exits[-1]:.2f} % ({headroom:+.2f} points). " + (
+                 "The average of the exits is stronger than the last exit: a teacher made from the exits has "
+                 "something to teach every exit." if headroom > 0 else
+                 "The average of the exits is no stronger than the last exit: teachers made from the exits can "
+                 "lift the shallow exits but have little to teach the last one (the claim protocol chose a "
+                 "regime where this headroom is positive, docs/claim_protocol.md)."), ""]
+    if "teacher_acc" in val:
+        k = len(exits)
+        lines += ["| | " + " | ".join(f"exit {m + 1}" for m in range(k)) + " |", "|---|" + "---:|" * k,
+                  "| student (the exit) | " + " | ".join(f"{a:.2f}" for a in exits) + " |",
+                  "| its teacher | " + " | ".join(f"{t:.2f}" for t in val["teacher_acc"]) + " |",
+                  "| teacher − student | " + " | ".join(f"{t - a:+.2f}" for t, a in zip(val["teacher_acc"], exits))
+                  + " |", ""]
+    return lines
+
+
 def render_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     records = read_metrics(run_dir)
@@ -161,6 +183,8 @@ def render_report(run_dir: str | Path) -> Path:
         rows = {k: results[k] for k in ("val", "test") if k in results}
         lines += [f"Best epoch {results['best_epoch']} (selected on validation, '{results['select']}' accuracy); "
                   f"training time {results['train_time_s']:.0f} s.", "", format_exit_table(rows), ""]
+        if "val" in results:
+            lines += teachers_against_students(results["val"])
     plot_curves(records, out / "curves.png", selected)
     lines += ["## Training curves", "", "![curves](curves.png)", ""]
     if "attention" in records[0]["train"]:
