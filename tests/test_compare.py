@@ -1,6 +1,7 @@
 """`mate compare` and `mate report` on a tiny subset of the suite's Fashion-MNIST (smoke size)."""
 import csv
 import json
+import os
 
 import pytest
 
@@ -181,3 +182,47 @@ def test_every_value_axis_of_the_report_and_comparison_plots_names_its_unit(monk
     assert labels == [("epoch", "loss (nats, log scale)"), ("epoch", "validation accuracy (%)"),
                       ("epoch", "KL_T(teacher || student), T² batchmean (nats, log scale)"),
                       ("exit", "test accuracy (%)"), ("exit", "accuracy − ce (percentage points)")]
+
+
+def test_dry_run_says_what_each_run_needs_and_trains_and_writes_nothing(tmp_path, capsys):
+    from mate.config import config_to_yaml
+    from mate.engine.files import FolderLock
+
+    runs, archive, out = tmp_path / "runs", tmp_path / "archive", tmp_path / "out"
+    base = load_config("fashion_mnist_claim").to_dict()
+    cfg = {m: run_config(base, spec, 0, runs) for m, spec in
+           zip(["ce", "mate", "byot", "phuong", "eed"], load_method_specs(["ce", "mate", "byot", "phuong", "eed"]))}
+    for folder in (runs / "ce-s0", archive / "mate-s0", runs / "byot-s0", runs / "eed-s0"):
+        folder.mkdir(parents=True)
+    (runs / "ce-s0/results.json").write_text(json.dumps({"config": cfg["ce"].to_dict()}))
+    (archive / "mate-s0/results.json").write_text(json.dumps({"config": cfg["mate"].to_dict()}))
+    (runs / "byot-s0/last.pt").write_bytes(b"")
+    (runs / "byot-s0/config.yaml").write_text(config_to_yaml(cfg["byot"]))
+    args = ["compare", "--config", "fashion_mnist_claim", "--methods", "ce,mate,byot,phuong,eed", "--seeds", "1",
+            "--runs", str(runs), "--archive", str(archive), "--out", str(out), "--dry-run"]
+    with FolderLock(runs / "eed-s0", "the run folder", "wait") as lock:  # another process training it
+        assert lock.holder()["pid"] == os.getpid()
+        assert main(args) == 0
+    assert FolderLock(runs / "eed-s0", "the run folder", "wait").holder() is None  # released
+    assert capsys.readouterr().out.splitlines() == [
+        "[plan] ce 0: finished in its run folder",
+        "[plan] mate 0: restored from the archive, not trained",
+        "[plan] byot 0: resumed from its last.pt",
+        "[plan] phuong 0: trained from the start",
+        "[plan] eed 0: being trained by another process now",
+        "5 runs: 1 done, 1 archived, 1 busy, 1 resume, 1 train (dry run: nothing trained or written)"]
+    assert not out.exists() and sorted(p.name for p in runs.iterdir()) == ["byot-s0", "ce-s0", "eed-s0"]
+    assert sorted(p.name for p in archive.iterdir()) == ["mate-s0"]
+    # a run recorded with another config is found now, not when the grid reaches it
+    (runs / "ce-s0/results.json").write_text(json.dumps({"config": dict(cfg["ce"].to_dict(),
+                                                                         optim={**base["optim"], "lr": 0.5})}))
+    assert main(args) != 0
+    assert "optim.lr=0.5 (requested 0.1)" in capsys.readouterr().err
+    # the same for a sweep
+    sweep = ["sweep", "--config", "fashion_mnist_claim", "--grid", "method=ce", "optim.lr=0.1", "--seeds", "1",
+             "--runs", str(tmp_path / "sweep_runs"), "--out", str(tmp_path / "sweep"), "--dry-run"]
+    assert main(sweep) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "[plan] method=ce_lr=0.1 0: trained from the start",
+        "1 runs: 0 done, 0 archived, 0 busy, 0 resume, 1 train (dry run: nothing trained or written)"]
+    assert not (tmp_path / "sweep").exists() and not (tmp_path / "sweep_runs").exists()

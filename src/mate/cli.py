@@ -81,7 +81,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return compare_command(args.config, methods, seeds=args.seeds, out=args.out, overrides=args.overrides,
                            variants=args.variants, runs=args.runs, archive=args.archive,
                            paired_against=[m for m in (args.paired_against or "").split(",") if m],
-                           imports=args.imports, **_launch_options(args))
+                           imports=args.imports, dry_run=args.dry_run, **_launch_options(args))
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -89,7 +89,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     return sweep_command(args.config, grid=args.grid, points=args.points, seeds=args.seeds, out=args.out,
                          overrides=args.overrides, variants=args.variants, runs=args.runs, archive=args.archive,
-                         imports=args.imports, **_launch_options(args))
+                         imports=args.imports, dry_run=args.dry_run, **_launch_options(args))
 
 
 def _launch_options(args: argparse.Namespace) -> dict:
@@ -118,6 +118,9 @@ def _add_run_set_args(p: argparse.ArgumentParser, default_out: str) -> None:
                                   "comparisons and sweeps so that each run is trained once")
     p.add_argument("--archive", help="folder keeping each finished run's results.json, metrics.jsonl, config.yaml "
                                      "and split.json (no checkpoints); runs found there are not trained again")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list each run and whether it is finished, restored from the archive, resumed or trained "
+                        "(after checking the configs recorded on disk); train and write nothing")
 
 
 def _add_launcher_args(p: argparse.ArgumentParser) -> None:

@@ -113,6 +113,14 @@ class FolderLock:
             _held.pop(str(self.path.absolute()), None)
         self.token, self.owner = None, False
 
+    def holder(self) -> Optional[dict]:
+        """Who holds the lock now ({"host", "pid", "started", ...}), or None when it is free or its
+        holder has died; takes nothing."""
+        found = self._read()
+        if found is None or (found[1] and self._stale(found[1])):
+            return None
+        return found[1]
+
     # -- the lock file --------------------------------------------------------------------------
     def _create(self, text: str) -> bool:
         """Whether the lock file was created, holding ``text``; False when one exists."""

@@ -23,7 +23,7 @@ from ..config import DEFAULT_CONFIG, SHIPPED_CONFIGS, Config, apply_overrides, r
 from ..errors import ConfigError
 from ..objectives import OBJECTIVES
 from .launchers import LaunchOptions
-from .sweep import base_config, output_folder_lock, train_all
+from .sweep import base_config, output_folder_lock, runs_folder, train_all
 
 DEFAULT_VARIANTS = SHIPPED_CONFIGS / "methods.yaml"
 
@@ -103,11 +103,8 @@ def compare(config_path: Optional[str | Path], methods: Sequence[str], seeds: in
     """
     options = options or LaunchOptions(workers=workers)
     out_dir = Path(out_dir).expanduser()
-    runs_dir = Path(runs_dir).expanduser() if runs_dir else out_dir / "runs"
-    # imported first: a method may be an objective that one of them registers
-    base = with_imports(base_config(config_path, overrides), imports)
-    specs = load_method_specs(methods, variants_file)
-    configs = {(s.name, seed): run_config(base, s, seed, runs_dir) for s in specs for seed in range(seeds)}
+    runs_dir = runs_folder(out_dir, runs_dir)
+    specs, configs = compare_configs(config_path, methods, seeds, runs_dir, overrides, variants_file, imports)
     out_dir.mkdir(parents=True, exist_ok=True)
     with output_folder_lock(out_dir):
         (out_dir / "compare.json").write_text(json.dumps(
@@ -117,6 +114,16 @@ def compare(config_path: Optional[str | Path], methods: Sequence[str], seeds: in
         summary = summarise([s.name for s in specs], seeds, results)
         write_outputs(out_dir, summary, results, paired_against)
     return summary
+
+
+def compare_configs(config_path: Optional[str | Path], methods: Sequence[str], seeds: int, runs_dir: Path,
+                    overrides: Sequence[str] = (), variants_file: Optional[str | Path] = None,
+                    imports: Sequence[str] = ()) -> tuple[list[MethodSpec], dict]:
+    """A comparison's methods and its {(method, seed): Config}, runs in ``runs_dir``."""
+    # imported first: a method may be an objective that one of them registers
+    base = with_imports(base_config(config_path, overrides), imports)
+    specs = load_method_specs(methods, variants_file)
+    return specs, {(s.name, seed): run_config(base, s, seed, runs_dir) for s in specs for seed in range(seeds)}
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:

@@ -35,7 +35,7 @@ from ..engine.trainer import run_folder
 from ..errors import ConfigError, MateError
 from ..models import MODELS
 from ..objectives import OBJECTIVES
-from .launchers import LaunchOptions, RunTask, launch
+from .launchers import LaunchOptions, RunTask, launch, run_folder_lock
 
 ARCHIVED_FILES = ("results.json", "metrics.jsonl", "config.yaml", "split.json")
 
@@ -256,6 +256,40 @@ def check_recorded_configs(configs: dict, archive_dir: Optional[Path]) -> None:
         f"config {'it was' if one else 'they were'} trained with")
 
 
+PLAN_ACTIONS = {"done": "finished in its run folder", "archived": "restored from the archive, not trained",
+                "busy": "being trained by another process now", "resume": "resumed from its last.pt",
+                "train": "trained from the start"}
+
+
+def plan_runs(configs: dict, archive_dir: Optional[str | Path] = None) -> dict:
+    """What train_all would do with each {key: Config}, doing none of it: {key: "done" | "archived" |
+    "busy" | "resume" | "train"} (PLAN_ACTIONS says what each means; a busy run's folder is locked by a
+    live process, so training it now would stop with that process named). Checks the recorded
+    configs first, as train_all does, so a run on disk trained with another config is found before a
+    grid starts."""
+    archive = Path(archive_dir).expanduser() if archive_dir is not None else None
+    check_recorded_configs(configs, archive)
+    plan = {}
+    for key, cfg in configs.items():
+        run_dir = run_folder(cfg)
+        if (run_dir / "results.json").exists():
+            plan[key] = "done"
+        elif archive is not None and (archive / cfg.run.name / "results.json").exists():
+            plan[key] = "archived"
+        elif run_dir.is_dir() and run_folder_lock(run_dir).holder() is not None:
+            plan[key] = "busy"
+        else:
+            plan[key] = "resume" if (run_dir / "last.pt").exists() else "train"
+    return plan
+
+
+def format_plan(plan: dict) -> str:
+    """A line per run and a count per action, for --dry-run."""
+    lines = [f"[plan] {' '.join(map(str, key))}: {PLAN_ACTIONS[action]}" for key, action in plan.items()]
+    counts = [f"{sum(a == action for a in plan.values())} {action}" for action in PLAN_ACTIONS]
+    return "\n".join(lines + [f"{len(plan)} runs: {', '.join(counts)} (dry run: nothing trained or written)"])
+
+
 def train_all(configs: dict, options: LaunchOptions, archive_dir: Optional[str | Path] = None,
               log: Callable[[str], None] = print) -> dict:
     """Train every {key: Config} not finished yet with the launcher; returns {key: results.json}.
@@ -317,27 +351,42 @@ def sweep(config_path: Optional[str | Path], grid: Optional[dict], seeds: int, o
           archive_dir: Optional[str | Path] = None, options: Optional[LaunchOptions] = None,
           log: Callable[[str], None] = print, imports: Sequence[str] = ()) -> list[dict]:
     """``imports``: modules of your own (objectives, models, datasets), added to the base config's."""
-    if bool(grid) == bool(points_file):
-        raise ConfigError("give the points either as --grid KEY=V1,V2 ... or as --points FILE (one of the two)")
-    if seeds < 1:
-        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     options = options or LaunchOptions()
     out_dir = Path(out_dir).expanduser()
-    runs_dir = Path(runs_dir).expanduser() if runs_dir else out_dir / "runs"
-    base = with_imports(base_config(config_path, overrides), imports)
-    value_sets = [(None, v) for v in expand_grid(grid)] if grid else load_points(resolve_config_path(points_file))
-    points = build_points(base, value_sets, range(seeds), runs_dir, variants_file)
+    runs_dir = runs_folder(out_dir, runs_dir)
+    points, configs = sweep_configs(config_path, grid, seeds, out_dir, points_file, overrides, variants_file, runs_dir,
+                                    imports)
     out_dir.mkdir(parents=True, exist_ok=True)
     with output_folder_lock(out_dir):
         (out_dir / "sweep.json").write_text(json.dumps(
             {"config": str(config_path or DEFAULT_CONFIG), "overrides": list(overrides), "grid": grid,
              "points_file": str(points_file), "points": [{"name": p.name, "values": p.values} for p in points],
              "seeds": seeds, "runs_dir": str(runs_dir)}, indent=2, default=str))
-        configs = {(p.name, s): cfg for p in points for s, cfg in p.configs.items()}
         results = train_all(configs, options, archive_dir, log)
         rows = summarise_points(points, results)
         write_sweep_outputs(out_dir, rows, results)
     return rows
+
+
+def runs_folder(out_dir: str | Path, runs_dir: Optional[str | Path] = None) -> Path:
+    """Where a comparison's or sweep's runs go: ``runs_dir``, by default OUT/runs."""
+    return Path(runs_dir).expanduser() if runs_dir else Path(out_dir).expanduser() / "runs"
+
+
+def sweep_configs(config_path: Optional[str | Path], grid: Optional[dict], seeds: int, out_dir: str | Path,
+                  points_file: Optional[str | Path] = None, overrides: Sequence[str] = (),
+                  variants_file: Optional[str | Path] = None, runs_dir: Optional[str | Path] = None,
+                  imports: Sequence[str] = ()) -> tuple[list[Point], dict]:
+    """A sweep's points and its {(point, seed): Config}, runs in ``runs_dir`` (default OUT/runs)."""
+    if bool(grid) == bool(points_file):
+        raise ConfigError("give the points either as --grid KEY=V1,V2 ... or as --points FILE (one of the two)")
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    runs_dir = runs_folder(out_dir, runs_dir)
+    base = with_imports(base_config(config_path, overrides), imports)
+    value_sets = [(None, v) for v in expand_grid(grid)] if grid else load_points(resolve_config_path(points_file))
+    points = build_points(base, value_sets, range(seeds), runs_dir, variants_file)
+    return points, {(p.name, s): cfg for p in points for s, cfg in p.configs.items()}
 
 
 def output_folder_lock(out_dir: Path) -> FolderLock:
