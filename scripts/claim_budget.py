@@ -1,0 +1,104 @@
+"""Step 5's descriptive budgeted reading (docs/claim_protocol.md): budgeted batch classification of
+every final run, thresholds chosen on validation, accuracy on test.
+
+    .venv/bin/python scripts/claim_budget.py --runs RUNS     # RUNS: the runs folder, checkpoints included
+    .venv/bin/python scripts/claim_budget.py --runs RUNS --names ce,mate --seeds 5
+
+For each setting and seed, the selected checkpoint (RUNS/<setting>-s<seed>/best.pt) gives the exits'
+logits on its validation and test splits; for each budget B, the cost of reaching exit 2, exit 3
+and exit 4 (the whole network) per sample, the operating point (score max_prob, MSDNet's geometric
+exit shares, as in `mate budget`) with the best validation accuracy whose validation cost is at
+most B is applied to test. Printed: each setting's test accuracy per budget (mean ± std over the
+seeds), and the selected MATE minus CE and minus the baseline with the highest test mean at each
+budget, seed by seed. The settings default to step 5's (scripts/claim_select.py, from the archive),
+so this runs once every step-5 run has finished; it decides nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from claim_select import BASELINES, FINAL_SEEDS, RUNS, Incomplete, load_final, selections, uniform_control  # noqa: E402
+
+SCORE = "max_prob"
+FIRST_BUDGET_EXIT = 2  # budgets: the costs of exits 2..K
+
+
+def budget_accuracies(run: Path, score: str = SCORE) -> list[float]:
+    """Test accuracy (%) of ``run``'s best.pt at the budgets F_2, ..., F_K (thresholds from validation)."""
+    from mate.engine.trained import load_trained
+    from mate.evaluation.budget import simulate, thresholds_for_budget
+    from mate.evaluation.flops import exit_costs
+    from mate.evaluation.logits import collect_exit_logits
+    from mate.evaluation.scores import exit_scores
+
+    trained = load_trained(run)
+    flops = exit_costs(trained.model).flops
+    val = collect_exit_logits(trained.model, trained.data.val)
+    test = collect_exit_logits(trained.model, trained.data.test)
+    test_scores = exit_scores(test.logits, score)
+    out = []
+    for budget in flops[FIRST_BUDGET_EXIT - 1:]:
+        _, thresholds = thresholds_for_budget(val, flops, budget, score)
+        out.append(simulate(test, test_scores, thresholds, flops).accuracy)
+    return out
+
+
+def _stats(values: list[float]) -> tuple[float, float, int, int]:
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), std, sum(v > 0 for v in values), sum(v < 0 for v in values)
+
+
+def report(acc: dict, names: list[str], seeds: int, mate: str, baselines: list[str]) -> str:
+    """Markdown from {(setting, seed): [accuracy per budget]}."""
+    k = len(next(iter(acc.values())))
+    columns = [f"budget: exit {FIRST_BUDGET_EXIT + i}'s cost" for i in range(k)]
+    mean = {n: [statistics.fmean(acc[(n, s)][b] for s in range(seeds)) for b in range(k)] for n in names}
+    lines = [f"Budgeted batch classification (score {SCORE}; thresholds from validation; test accuracy %, mean ± std "
+             f"over seeds 0-{seeds - 1}):", "", "| setting | " + " | ".join(columns) + " |", "|---|" + "---:|" * k]
+    for n in names:
+        cells = [f"{m:.2f} ± {_stats([acc[(n, s)][b] for s in range(seeds)])[1]:.2f}" for b, m in enumerate(mean[n])]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    best = [max(baselines, key=lambda n: mean[n][b]) for b in range(k)]
+    lines += ["", f"`{mate}` minus another setting at each budget, seed by seed (mean ± std; ↑/↓ = seeds above/below):",
+              "", "| against | " + " | ".join(columns) + " |", "|---|" + "---|" * k]
+    rows = [("CE", ["ce"] * k), ("the best baseline there", best)]
+    for label, others in rows:
+        cells = []
+        for b, other in enumerate(others):
+            m, sd, up, down = _stats([acc[(mate, s)][b] - acc[(other, s)][b] for s in range(seeds)])
+            cells.append(f"`{other}` {m:+.2f} ± {sd:.2f} ({up}↑ {down}↓)")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, required=True, help="the runs folder (checkpoints), e.g. runs/claim")
+    parser.add_argument("--archive", type=Path, default=RUNS, help="the archive the selections are read from")
+    parser.add_argument("--names", help="settings, comma-separated (default: step 5's; the first 'mate...' one is "
+                                        "the selected MATE, 'ce' is CE, the others are baselines)")
+    parser.add_argument("--seeds", type=int, default=FINAL_SEEDS)
+    args = parser.parse_args()
+    try:
+        if args.names:
+            names = args.names.split(",")
+            mate = next(n for n in names if n.startswith("mate"))
+            baselines = [n for n in names if n not in ("ce", mate) and not n.endswith("_uniform")]
+        else:
+            chosen = selections(args.archive)
+            mate, baselines = chosen["mate"], [chosen[b] for b in BASELINES]
+            names = ["ce"] + baselines + [mate, uniform_control(mate)]
+            load_final(args.archive, names)  # every step-5 run has finished
+    except Incomplete as exc:
+        sys.exit(f"incomplete: {exc}")
+    acc = {(n, s): budget_accuracies(args.runs / f"{n}-s{s}") for n in names for s in range(args.seeds)}
+    print(report(acc, names, args.seeds, mate, baselines))
+
+
+if __name__ == "__main__":
+    main()

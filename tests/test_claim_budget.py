@@ -1,0 +1,59 @@
+"""scripts/claim_budget.py: step 5's budgeted reading (docs/claim_protocol.md)."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("claim_budget", ROOT / "scripts" / "claim_budget.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+claim_budget = _load()
+
+
+def test_the_report_pairs_mate_with_ce_and_the_best_baseline_at_each_budget():
+    # two budgets, two seeds; byot has the best baseline mean at the first budget, eed at the second
+    acc = {("ce", 0): [80.0, 85.0], ("ce", 1): [81.0, 86.0],
+           ("byot", 0): [82.0, 84.0], ("byot", 1): [82.0, 84.0],
+           ("eed", 0): [79.0, 88.0], ("eed", 1): [80.0, 87.0],
+           ("mate", 0): [83.0, 87.5], ("mate", 1): [81.5, 86.5]}
+    lines = claim_budget.report(acc, ["ce", "byot", "eed", "mate"], 2, "mate", ["byot", "eed"]).splitlines()
+    assert lines[2:8] == ["| setting | budget: exit 2's cost | budget: exit 3's cost |", "|---|---:|---:|",
+                          "| ce | 80.50 ± 0.71 | 85.50 ± 0.71 |", "| byot | 82.00 ± 0.00 | 84.00 ± 0.00 |",
+                          "| eed | 79.50 ± 0.71 | 87.50 ± 0.71 |", "| mate | 82.25 ± 1.06 | 87.00 ± 0.71 |"]
+    # mate − ce per seed: +3.0, +0.5 (budget 1) and +2.5, +0.5 (budget 2); mate − byot at budget 1: +1.0, -0.5;
+    # mate − eed at budget 2: -0.5, -0.5
+    assert lines[-2] == "| CE | `ce` +1.75 ± 1.77 (2↑ 0↓) | `ce` +1.50 ± 1.41 (2↑ 0↓) |"
+    assert lines[-1] == "| the best baseline there | `byot` +0.25 ± 1.06 (1↑ 1↓) | `eed` -0.50 ± 0.00 (0↑ 2↓) |"
+
+
+def test_each_budget_takes_the_best_validation_point_within_it_and_reads_it_on_test(tiny_run):
+    from mate.engine.trained import load_trained
+    from mate.evaluation.budget import QS, calibrate_thresholds, geometric_shares, simulate
+    from mate.evaluation.flops import exit_costs
+    from mate.evaluation.logits import collect_exit_logits
+    from mate.evaluation.scores import exit_scores
+
+    run = Path(tiny_run("mate")["run_dir"])
+    got = claim_budget.budget_accuracies(run)
+    # the protocol's rule, written out: of MSDNet's 39 operating points, the best validation accuracy among
+    # those whose validation cost fits the budget (ties: the cheaper), its accuracy on test
+    trained = load_trained(run)
+    flops = exit_costs(trained.model).flops
+    val, test = (collect_exit_logits(trained.model, split) for split in (trained.data.val, trained.data.test))
+    val_scores, test_scores = exit_scores(val.logits, "max_prob"), exit_scores(test.logits, "max_prob")
+    points = []
+    for q in QS:
+        thresholds = calibrate_thresholds(val_scores, geometric_shares(q, 4))
+        on_val = simulate(val, val_scores, thresholds, flops)
+        points.append((on_val.accuracy, -on_val.avg_flops, simulate(test, test_scores, thresholds, flops).accuracy))
+    want = [max(p for p in points if -p[1] <= budget)[2] for budget in flops[1:]]
+    assert len(got) == 3 and got == pytest.approx(want, abs=0)
+    # the whole network's cost admits every point, so the last budget's choice is the best on validation
+    assert got[-1] == max(points)[2]
