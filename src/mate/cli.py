@@ -119,8 +119,9 @@ def _add_run_set_args(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--archive", help="folder keeping each finished run's results.json, metrics.jsonl, config.yaml "
                                      "and split.json (no checkpoints); runs found there are not trained again")
     p.add_argument("--dry-run", action="store_true",
-                   help="list each run and whether it is finished, restored from the archive, resumed or trained "
-                        "(after checking the configs recorded on disk); train and write nothing")
+                   help="list each run and whether it is finished, restored from the archive, being trained by "
+                        "another process, resumed or trained (after checking the configs recorded on disk); train "
+                        "and write nothing")
 
 
 def _add_launcher_args(p: argparse.ArgumentParser) -> None:
