@@ -24,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from claim_select import BASELINES, FINAL_SEEDS, RUNS, Incomplete, load_final, selections, uniform_control  # noqa: E402
 
+from mate.experiments.compare import paired_stats  # noqa: E402
+
 SCORE = "max_prob"
 FIRST_BUDGET_EXIT = 2  # budgets: the costs of exits 2..K
 
@@ -48,11 +50,6 @@ def budget_accuracies(run: Path, score: str = SCORE) -> list[float]:
     return out
 
 
-def _stats(values: list[float]) -> tuple[float, float, int, int]:
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return statistics.fmean(values), std, sum(v > 0 for v in values), sum(v < 0 for v in values)
-
-
 def report(acc: dict, names: list[str], seeds: int, mate: str, baselines: list[str]) -> str:
     """Markdown from {(setting, seed): [accuracy per budget]}."""
     k = len(next(iter(acc.values())))
@@ -61,7 +58,9 @@ def report(acc: dict, names: list[str], seeds: int, mate: str, baselines: list[s
     lines = [f"Budgeted batch classification (score {SCORE}; thresholds from validation; test accuracy %, mean ± std "
              f"over seeds 0-{seeds - 1}):", "", "| setting | " + " | ".join(columns) + " |", "|---|" + "---:|" * k]
     for n in names:
-        cells = [f"{m:.2f} ± {_stats([acc[(n, s)][b] for s in range(seeds)])[1]:.2f}" for b, m in enumerate(mean[n])]
+        spread = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in
+                  ([acc[(n, s)][b] for s in range(seeds)] for b in range(k))]
+        cells = [f"{m:.2f} ± {sd:.2f}" for m, sd in zip(mean[n], spread)]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     best = [max(baselines, key=lambda n: mean[n][b]) for b in range(k)]
     lines += ["", f"`{mate}` minus another setting at each budget, seed by seed (mean ± std; ↑/↓ = seeds above/below):",
@@ -70,7 +69,7 @@ def report(acc: dict, names: list[str], seeds: int, mate: str, baselines: list[s
     for label, others in rows:
         cells = []
         for b, other in enumerate(others):
-            m, sd, up, down = _stats([acc[(mate, s)][b] - acc[(other, s)][b] for s in range(seeds)])
+            m, sd, up, down = paired_stats([acc[(mate, s)][b] - acc[(other, s)][b] for s in range(seeds)])
             cells.append(f"`{other}` {m:+.2f} ± {sd:.2f} ({up}↑ {down}↓)")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from mate.experiments.compare import markdown_table, paired_differences, summarise
+from mate.experiments.compare import markdown_table, paired_differences, paired_stats, summarise
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "docs/results/claim/runs"
@@ -276,9 +276,9 @@ def explore_report(runs: Path, explore_runs: Path) -> str:
     out = [score_table(rows, "validation score"), ""]
     for other in ("mate_uniform", "mate"):
         diffs = [rows["sqrt(d/8)"][s] - rows[other][s] for s in SEEDS]
-        ahead, mean = sum(d > 0 for d in diffs), statistics.fmean(diffs)
+        mean, std, ahead, _ = paired_stats(diffs)
         out.append(f"sqrt(d/8) − {other}, per seed: {', '.join(f'{d:+.2f}' for d in diffs)}; "
-                   f"mean {mean:+.2f} ± {statistics.stdev(diffs):.2f}, {ahead} of {len(SEEDS)} seeds ahead.")
+                   f"mean {mean:+.2f} ± {std:.2f}, {ahead} of {len(SEEDS)} seeds ahead.")
         if other == "mate_uniform":
             verdict = "beats" if mean > 0 and ahead == len(SEEDS) else "does not beat"
             out.append(f"The sqrt(d/8) weight network **{verdict}** the uniform control (the rule: ahead in the "

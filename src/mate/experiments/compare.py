@@ -145,13 +145,16 @@ def summarise(methods: list[str], seeds: int, results: dict) -> dict:
     return rows
 
 
+def paired_stats(differences: list[float]) -> tuple[float, float, int, int]:
+    """Per-seed paired differences summarised: (mean, std, seeds above zero, seeds below zero)."""
+    mean, std = _mean_std(differences)
+    return mean, std, sum(v > 0 for v in differences), sum(v < 0 for v in differences)
+
+
 def paired_differences(results: dict, method: str, reference: str, seeds: int, split: str = "test") -> dict:
     """Per-seed paired differences method − reference (same seed: same data order and init), per exit
     and for the ensemble: {"exit": [(mean, std, n_positive, n_negative)], "ensemble": (...), "n": seeds}."""
-    def stats(values: list[float]) -> tuple[float, float, int, int]:
-        mean, std = _mean_std(values)
-        return mean, std, sum(v > 0 for v in values), sum(v < 0 for v in values)
-
+    stats = paired_stats
     runs = [(results[(method, s)][split], results[(reference, s)][split]) for s in range(seeds)]
     k = len(runs[0][0]["exit_acc"])
     return {"exit": [stats([a["exit_acc"][i] - b["exit_acc"][i] for a, b in runs]) for i in range(k)],
