@@ -37,7 +37,9 @@ def test_the_citation_file_names_this_version_and_the_papers_doi():
 
 def test_the_wheel_holds_every_module_and_shipped_config_and_the_cli(tmp_path):
     """A non-editable install (pip install ., or a wheel) gets the same package the editable one runs:
-    every module, every shipped config and variants file, and the `mate` command."""
+    every module, every shipped config and variants file, and the `mate` command. (Built without
+    isolation, with the environment's setuptools, which the test extras require at the version the
+    build system names: nothing is downloaded.)"""
     import shutil
     import subprocess
     import sys
