@@ -11,11 +11,14 @@ exit shares, as in `mate budget`) with the best validation accuracy whose valida
 most B is applied to test. Printed: each setting's test accuracy per budget (mean ± std over the
 seeds), and the selected MATE minus CE and minus the baseline with the highest test mean at each
 budget, seed by seed. The settings default to step 5's (scripts/claim_select.py, from the archive),
-so this runs once every step-5 run has finished; it decides nothing.
+so this runs once every step-5 run has finished; it decides nothing. Each run's accuracies are kept
+in its archive folder (budget.json, committed with it), so the reading is repeatable on a machine
+without the checkpoints.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -50,6 +53,25 @@ def budget_accuracies(run: Path, score: str = SCORE) -> list[float]:
     return out
 
 
+CACHE = "budget.json"  # in each archived run folder: its budgeted accuracies, once read from its checkpoint
+
+
+def cached_budget_accuracies(run: Path, archived: Path) -> list[float]:
+    """``budget_accuracies(run)``, kept in ``archived``/budget.json the first time, so that the reading
+    can be made again where the checkpoints are gone (they are not archived)."""
+    cache = archived / CACHE
+    if cache.is_file():
+        saved = json.loads(cache.read_text())
+        if saved.get("score") == SCORE and saved.get("first_budget_exit") == FIRST_BUDGET_EXIT:
+            return saved["test_acc"]
+    if not (run / "best.pt").is_file():
+        raise Incomplete(f"{run.name}: no checkpoint ({run / 'best.pt'}) and no {CACHE} in {archived}")
+    acc = budget_accuracies(run)
+    if archived.is_dir():
+        cache.write_text(json.dumps({"score": SCORE, "first_budget_exit": FIRST_BUDGET_EXIT, "test_acc": acc}) + "\n")
+    return acc
+
+
 def report(acc: dict, names: list[str], seeds: int, mate: str, baselines: list[str]) -> str:
     """Markdown from {(setting, seed): [accuracy per budget]}."""
     k = len(next(iter(acc.values())))
@@ -77,7 +99,8 @@ def report(acc: dict, names: list[str], seeds: int, mate: str, baselines: list[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=Path, required=True, help="the runs folder (checkpoints), e.g. runs/claim")
+    parser.add_argument("--runs", type=Path, required=True, help="the runs folder (checkpoints), e.g. runs/claim; "
+                                                                 "a run whose archive folder has budget.json needs none")
     parser.add_argument("--archive", type=Path, default=RUNS, help="the archive the selections are read from")
     parser.add_argument("--names", help="settings, comma-separated (default: step 5's; the first 'mate...' one is "
                                         "the selected MATE, 'ce' is CE, the others are baselines)")
@@ -93,9 +116,10 @@ def main() -> None:
             mate, baselines = chosen["mate"], [chosen[b] for b in BASELINES]
             names = ["ce"] + baselines + [mate, uniform_control(mate)]
             load_final(args.archive, names)  # every step-5 run has finished
+        acc = {(n, s): cached_budget_accuracies(args.runs / f"{n}-s{s}", args.archive / f"{n}-s{s}")
+               for n in names for s in range(args.seeds)}
     except Incomplete as exc:
         sys.exit(f"incomplete: {exc}")
-    acc = {(n, s): budget_accuracies(args.runs / f"{n}-s{s}") for n in names for s in range(args.seeds)}
     print(report(acc, names, args.seeds, mate, baselines))
 
 

@@ -1,5 +1,6 @@
 """scripts/claim_budget.py: step 5's budgeted reading (docs/claim_protocol.md)."""
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,21 @@ def test_each_budget_takes_the_best_validation_point_within_it_and_reads_it_on_t
     assert len(got) == 3 and got == pytest.approx(want, abs=0)
     # the whole network's cost admits every point, so the last budget's choice is the best on validation
     assert got[-1] == max(points)[2]
+
+
+def test_each_runs_accuracies_are_kept_in_its_archive_folder_and_read_back_without_the_checkpoint(tiny_run, tmp_path):
+    run = Path(tiny_run("mate")["run_dir"])
+    archived = tmp_path / "archive" / "mate-s0"
+    archived.mkdir(parents=True)
+    acc = claim_budget.cached_budget_accuracies(run, archived)
+    assert acc == claim_budget.budget_accuracies(run)
+    assert json.loads((archived / "budget.json").read_text()) == {"score": "max_prob", "first_budget_exit": 2,
+                                                                  "test_acc": acc}
+    gone = tmp_path / "no_checkpoints" / "mate-s0"
+    assert claim_budget.cached_budget_accuracies(gone, archived) == acc  # read back, nothing evaluated
+    with pytest.raises(claim_budget.Incomplete, match="no checkpoint"):
+        claim_budget.cached_budget_accuracies(gone, tmp_path / "archive" / "mate-s1")
+    # a cache of another reading (another score) is not taken for this one
+    (archived / "budget.json").write_text(json.dumps({"score": "entropy", "first_budget_exit": 2, "test_acc": [0.0]}))
+    with pytest.raises(claim_budget.Incomplete, match="no checkpoint"):
+        claim_budget.cached_budget_accuracies(gone, archived)

@@ -461,9 +461,15 @@ class Trainer:
             success = True
             return results
         finally:
-            self.logger.close(success)
-            self._release_run_dir()
-            self._close_distributed()
+            self.close(success)
+
+    def close(self, success: bool) -> None:
+        """End the run: close its loggers (marked failed unless ``success``), release the run
+        folder and the process group. ``fit`` calls it; code that drives ``run_epoch`` itself
+        calls it once when done."""
+        self.logger.close(success)
+        self._release_run_dir()
+        self._close_distributed()
 
     def _fit(self) -> dict:
         for epoch in range(self.start_epoch, self.config.optim.epochs):
