@@ -184,7 +184,10 @@ def test_in_memory_loader_shards_each_global_batch_across_ranks():
     full = InMemoryLoader(data, 16, "cpu", [0.0], [1 / 255], train=True, crop_padding=1, flip=True, seed=5)
     parts = [InMemoryLoader(data, 16, "cpu", [0.0], [1 / 255], train=True, crop_padding=1, flip=True, seed=5,
                           rank=r, world_size=2) for r in range(2)]
-    for (x, y), (x0, y0), (x1, y1) in zip(full, *parts):
+    full, rank0, rank1 = list(full), list(parts[0]), list(parts[1])
+    assert len(full) == len(rank0) == len(rank1) == 3  # 50 images, global batches of 16 (8 per rank)
+    for (x, y), (x0, y0), (x1, y1) in zip(full, rank0, rank1):
+        assert len(y0) == len(y1) == 8
         assert torch.equal(torch.cat([x0, x1]), x) and torch.equal(torch.cat([y0, y1]), y)
 
 

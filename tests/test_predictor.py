@@ -305,7 +305,7 @@ def test_export_command_stores_the_budget_operating_point(trained, exported):
     _, exits, flops = _onnx_run(predictor, trained.data.test)
     _, torch_exits, torch_flops = run_predictor(expected, trained.data.test)
     # the same operating point: the two runtimes' logits differ by rounding only
-    assert (exits == torch_exits.numpy()).mean() > 0.999
+    assert len(exits) == 1000 and (exits == torch_exits.numpy()).sum() >= 999  # at most one sample flips
     assert flops.mean() == pytest.approx(torch_flops.mean().item(), rel=1e-3)
 
 

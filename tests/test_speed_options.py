@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from mate.cli import main
-from mate.engine import Trainer
+from mate.engine import Trainer, load_checkpoint
 from mate.errors import ConfigError
 
 SMALL = {"data.train_subset": 512, "data.val_size": 256, "data.test_subset": 256, "data.batch_size": 64,
@@ -43,8 +43,27 @@ def test_fp16_uses_a_gradient_scaler_on_cuda(tmp_path, tiny_config):
     trainer = Trainer(tiny_config(tmp_path, "ce", 1, **SMALL, **{"run.amp": "fp16", "run.device": "cuda"}),
                       log=lambda s: None)
     assert trainer.scaler.is_enabled()
+    x, _ = next(iter(trainer.data.train))
+    with trainer.autocast():
+        out = trainer.model(trainer.to_memory_format(x))
+    assert all(z.dtype == torch.float16 for z in out.exit_logits)
+    scales = []  # the scale after each optimizer step's update
+    real_update = trainer.scaler.update
+
+    def update(*args, **kwargs):
+        real_update(*args, **kwargs)
+        scales.append(trainer.scaler.get_scale())
+
+    trainer.scaler.update = update
     trainer.fit()
-    assert trainer.scaler.get_scale() > 0
+    assert len(scales) == 512 // 64  # every optimizer step of the epoch goes through the scaler
+    # From 2**16 the scale only halves (a step whose gradients overflowed is skipped); it would double
+    # after 2000 clean steps only.
+    previous = 2.0**16
+    for scale in scales:
+        assert scale in (previous, previous / 2), scales
+        previous = scale
+    assert load_checkpoint(trainer.run_dir / "last.pt")["scaler"]["scale"] == scales[-1]  # resumed as it was
 
 
 def test_compiled_step_computes_the_same_loss_and_gradients_as_eager(tmp_path, tiny_config):
@@ -90,8 +109,6 @@ def test_objective_runs_in_float32_under_bf16_autocast_and_checkpoints_stay_floa
     assert logs["teacher_student_kl"].dtype == torch.float32
     results = trainer.fit()
     assert results["amp"] == "bf16"
-    from mate.engine import load_checkpoint
-
     state = load_checkpoint(tmp_path / trainer.run_dir.name / "best.pt")
     for part in ("model", "objective"):
         assert all(v.dtype in (torch.float32, torch.int64) for v in state[part].values()), part

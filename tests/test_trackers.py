@@ -13,7 +13,6 @@ from mate.cli import main
 from mate.config import load_config
 from mate.engine import Trainer, train
 from mate.engine.logger import flatten_params, resolve_loggers
-from mate.engine.trainer import lr_factor
 from mate.errors import ConfigError
 
 SMALL = {"data.train_subset": 512, "data.val_size": 256, "data.test_subset": 256, "data.batch_size": 64,
@@ -41,8 +40,11 @@ def records(run: Path) -> list[dict]:
 
 
 def expected_lr(config, step: int) -> float:
-    """The rate of optimizer step ``step`` (1-based), as the schedule computes it."""
-    return config.optim.lr * lr_factor(config, STEPS_PER_EPOCH)(step - 1)
+    """The rate of optimizer step ``step`` (1-based), the cosine schedule written out (no warm-up): at
+    t = (step - 1) / STEPS_PER_EPOCH epochs of T, lr x (1 + cos(pi t / T)) / 2."""
+    assert (config.optim.schedule, config.optim.warmup_epochs) == ("cosine", 0.0)
+    t = (step - 1) / STEPS_PER_EPOCH
+    return config.optim.lr * (0.5 * (1.0 + math.cos(math.pi * t / config.optim.epochs)))
 
 
 def stop_after_first_epoch(config):

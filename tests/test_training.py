@@ -1,5 +1,6 @@
 """End-to-end training on the suite's small Fashion-MNIST (seconds, CPU)."""
 import json
+import math
 import re
 from pathlib import Path
 
@@ -98,7 +99,9 @@ def test_readme_custom_loop_example_runs(fmnist_root, monkeypatch):
     assert block, "README has no custom-loop example"
     namespace: dict = {}
     exec(compile(block.group(1), "README.md", "exec"), namespace)
-    assert namespace["loss"].item() > 0
+    assert math.isfinite(namespace["loss"].item()) and namespace["loss"].item() > 0
+    # what the example says it ends with: a list of K tensors, 8 x 10, from the model in eval mode
+    assert [z.shape for z in namespace["exit_logits"]] == [(8, 10)] * 4 and not namespace["model"].training
 
 
 def test_train_step_logs_each_exits_batch_accuracy():
@@ -181,3 +184,22 @@ def test_an_epoch_records_every_phase_for_the_profiler(tmp_path, tiny_config):
     logged = [json.loads(line) for line in (tmp_path / "phases" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in logged] == [record["epoch"]] == [1]
     assert (tmp_path / "phases" / "last.pt").is_file() and (tmp_path / "phases" / "best.pt").is_file()
+
+
+@pytest.mark.parametrize("schedule, epochs, warmup, expected", [
+    # multistep: x lr_decay at each milestone passed (epochs 2 and 4); the warm-up (half an epoch, 5 steps)
+    # scales step s by (s + 1) / 5 on top
+    ("multistep", 6, 0.5, {0: 0.2, 2: 0.6, 4: 1.0, 5: 1.0, 19: 1.0, 20: 0.1, 39: 0.1, 40: 0.01, 59: 0.01}),
+    # cosine over the whole run, (1 + cos(pi e / E)) / 2 with e = step / 10, warm-up of one epoch (10 steps)
+    ("cosine", 4, 1.0, {0: 0.1, 5: 0.6 * (1 + math.cos(math.pi * 0.5 / 4)) / 2, 10: (1 + math.cos(math.pi / 4)) / 2,
+                        20: 0.5, 40: 0.0, 45: 0.0}),
+    ("constant", 3, 0.0, {0: 1.0, 17: 1.0, 29: 1.0}),
+])
+def test_the_learning_rate_schedule_follows_its_formula(schedule, epochs, warmup, expected):
+    from mate.config import load_config
+    from mate.engine.trainer import lr_factor
+
+    config = load_config(None, [f"optim.schedule={schedule}", f"optim.epochs={epochs}", "optim.milestones=[2,4]",
+                                "optim.lr_decay=0.1", f"optim.warmup_epochs={warmup}"])
+    factor = lr_factor(config, steps_per_epoch=10)
+    assert {step: factor(step) for step in expected} == pytest.approx(expected, abs=1e-15)
