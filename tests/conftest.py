@@ -113,3 +113,14 @@ def _register_tiny_config(tiny_config):
 def make_tiny_config(*args, **kwargs):
     """``tiny_config`` for a test module's plain helper functions (same arguments as the fixture)."""
     return _SESSION["tiny_config"](*args, **kwargs)
+
+
+def load_script(name: str):
+    """scripts/NAME.py as a module, for testing its functions and main() in-process."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,21 +1,13 @@
 """scripts/claim_budget.py: step 5's budgeted reading (docs/claim_protocol.md)."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("claim_budget", ROOT / "scripts" / "claim_budget.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_script
 
 
-claim_budget = _load()
+
+claim_budget = load_script("claim_budget")
 
 
 def test_the_report_pairs_mate_with_ce_and_the_best_baseline_at_each_budget():

@@ -1,22 +1,13 @@
 """scripts/claim_reproduce.py: retraining an archived run's first epochs gives its logged numbers."""
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import torch
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("claim_reproduce", ROOT / "scripts" / "claim_reproduce.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_script
 
 
-claim_reproduce = _load()
+
+claim_reproduce = load_script("claim_reproduce")
 
 
 def test_flatten_and_differences_name_every_leaf_by_its_path():

@@ -1,6 +1,5 @@
 """scripts/claim_select.py: the claim protocol's selections (docs/claim_protocol.md, steps 3-5)."""
 import contextlib
-import importlib.util
 import io
 import json
 import subprocess
@@ -8,6 +7,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "claim_select.py"
@@ -31,14 +31,7 @@ def protocol_variants(tmp_path: Path) -> None:
     (tmp_path / "variants.yaml").write_text(text.split("# MATE's trial 9")[0])
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("claim_select", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-CLAIM_SELECT = _load_script()
+CLAIM_SELECT = load_script("claim_select")
 
 
 def select(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
