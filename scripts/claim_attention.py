@@ -8,20 +8,30 @@ checkpoint), the largest weight any teacher gives the first two exits together a
 ``EARLY_EPOCH`` (in the ramp-up, where the softmax saturates), the diagonal A[m, m] at the last epoch, the largest total-variation distance between
 two teachers' rows there, and the first epoch from which the rows stay apart (more than
 ``SHARED_DISTANCE``); "shared" when they never do: every exit then learns from the same mixture.
+
+    .venv/bin/python scripts/claim_attention.py --signal [RUNS]   # (a KL that rounds below 0 shows as 0)
+
+What each exit is pulled towards at the end of training, per setting (mean over its seeds, the
+uniform controls included): the KL from its own teacher to it and the mean KL from the other
+teachers, averaged over the last ``SIGNAL_EPOCHS`` epochs (``run_report.distillation_signal``).
 """
 from __future__ import annotations
 
 import json
+import re
+import statistics
 import sys
-
-import yaml
+from collections import defaultdict
 from pathlib import Path
 
+import yaml
+
 from mate.engine.logger import read_metrics
-from mate.experiments.run_report import SHARED_DISTANCE, teacher_distance, teachers_apart_from
+from mate.experiments.run_report import SHARED_DISTANCE, distillation_signal, teacher_distance, teachers_apart_from
 
 ROOT = Path(__file__).resolve().parent.parent
 EARLY_EPOCH = 5
+SIGNAL_EPOCHS = 30  # the last quarter of the claim regime's 120 epochs
 
 
 def early_weight(records: list[dict], epoch: int = EARLY_EPOCH) -> float | None:
@@ -43,8 +53,33 @@ def state(run: Path) -> dict | None:
             "diag": [row[m] for m, row in enumerate(last)], "distance": teacher_distance(last), "apart": apart}
 
 
+def signal_table(root: Path) -> str:
+    """Markdown: per MATE setting (its run folders SETTING-sN), each exit's pull from its own teacher and
+    the other teachers' mean pull, averaged over the seeds."""
+    by_setting = defaultdict(list)
+    for run in sorted(p for p in root.iterdir() if p.is_dir()):
+        config = run / "config.yaml"
+        if not (run / "results.json").is_file() or not config.is_file():
+            continue
+        if yaml.safe_load(config.read_text())["objective"]["name"] != "mate":
+            continue
+        by_setting[re.sub(r"-s\d+$", "", run.name)].append(distillation_signal(read_metrics(run), SIGNAL_EPOCHS))
+    k = len(next(iter(by_setting.values()))[0][0]) if by_setting else 0
+    exits = " | ".join(f"exit {j + 1}" for j in range(k))
+    lines = [f"| setting | seeds | own teacher: {exits} | other teachers (mean): {exits} |", "|---|---:|" + "---:|" * 2 * k]
+    for setting, runs in by_setting.items():
+        own = [statistics.fmean(r[0][j] for r in runs) for j in range(k)]
+        others = [statistics.fmean(r[1][j] for r in runs) for j in range(k)]
+        lines.append(f"| {setting} | {len(runs)} | " + " | ".join(f"{max(v, 0.0):.4f}" for v in own + others) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
-    root = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs/results/claim/runs"
+    args = [a for a in sys.argv[1:] if a != "--signal"]
+    root = Path(args[0]) if args else ROOT / "docs/results/claim/runs"
+    if "--signal" in sys.argv[1:]:
+        print(signal_table(root))
+        return
     print(f"| run | val score | exits 1-2 at epoch {EARLY_EPOCH} (max over teachers) | A[m, m] at the last epoch "
           "| row distance | rows apart from epoch |")
     print("|---|---:|---:|---|---:|---:|")

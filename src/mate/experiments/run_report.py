@@ -142,6 +142,20 @@ def plot_kl(records: list[dict], path: Path) -> Figure:
     return fig
 
 
+def distillation_signal(records: Sequence[dict], last: int = 30) -> tuple[list[float], list[float]]:
+    """What each exit is pulled towards at the end of training, from ``train.teacher_student_kl``
+    (row = teacher m, column = exit k): per exit k, the mean over the last ``last`` logged epochs of
+    KL_T(t_k ‖ z_k), its own (primary) teacher's pull, and of the mean over the other teachers,
+    KL_T(t_m ‖ z_k) for m ≠ k. A teacher that is mostly its student's own logits pulls little."""
+    rows = [r["train"]["teacher_student_kl"] for r in records if "teacher_student_kl" in r.get("train", {})][-last:]
+    if not rows:
+        raise MateError("no train.teacher_student_kl in these records: not a MATE run")
+    k = len(rows[0])
+    own = [sum(kl[j][j] for kl in rows) / len(rows) for j in range(k)]
+    others = [sum(sum(kl[m][j] for m in range(k) if m != j) / (k - 1) for kl in rows) / len(rows) for j in range(k)]
+    return own, others
+
+
 def teachers_against_students(val: dict) -> list[str]:
     """Markdown on what the exits can teach, from a run's validation results: the headroom of the
     exits' ensemble over the last exit and, for MATE, each teacher's accuracy beside its student's."""
