@@ -13,7 +13,8 @@ two teachers' rows there, and the first epoch from which the rows stay apart (mo
 
 What each exit is pulled towards at the end of training, per setting (mean over its seeds, the
 uniform controls included): the KL from its own teacher to it and the mean KL from the other
-teachers, averaged over the last ``SIGNAL_EPOCHS`` epochs (``run_report.distillation_signal``).
+teachers, averaged over the last quarter of training, 30 of the claim regime's 120 epochs
+(``run_report.distillation_signal``).
 """
 from __future__ import annotations
 
@@ -31,7 +32,6 @@ from mate.experiments.run_report import SHARED_DISTANCE, distillation_signal, te
 
 ROOT = Path(__file__).resolve().parent.parent
 EARLY_EPOCH = 5
-SIGNAL_EPOCHS = 30  # the last quarter of the claim regime's 120 epochs
 
 
 def early_weight(records: list[dict], epoch: int = EARLY_EPOCH) -> float | None:
@@ -63,7 +63,7 @@ def signal_table(root: Path) -> str:
             continue
         if yaml.safe_load(config.read_text())["objective"]["name"] != "mate":
             continue
-        by_setting[re.sub(r"-s\d+$", "", run.name)].append(distillation_signal(read_metrics(run), SIGNAL_EPOCHS))
+        by_setting[re.sub(r"-s\d+$", "", run.name)].append(distillation_signal(read_metrics(run)))
     k = len(next(iter(by_setting.values()))[0][0]) if by_setting else 0
     exits = " | ".join(f"exit {j + 1}" for j in range(k))
     lines = [f"| setting | seeds | own teacher: {exits} | other teachers (mean): {exits} |", "|---|---:|" + "---:|" * 2 * k]

@@ -128,6 +128,12 @@ def test_one_collapse_rule_for_every_teacher(tmp_path):
     assert ("Last epoch: diagonal weights A[m, m] = 0.60, 0.70, 0.94; primary KL = 0.071, 0.014, 0.007; collapsed "
             "teachers (A[m, m] ≥ 0.9): teacher 3 (A[3, 3] = 0.94).") in page
     assert "A teacher whose row puts at least 0.9 on its own exit (A[m, m] ≥ 0.9) has collapsed" in page
+    # the distillation signal over the last quarter of the 7 epochs (the last one): own teacher = the diagonal
+    # of epoch 7's KL (0.5/7, 0.1/7, 0.05/7), the other teachers = its columns' off-diagonal means
+    # ((0.2 + 0.2)/2, (0.4 + 0.2)/2, (0.3 + 0.3)/2)
+    assert "over the last quarter of training (the last 1 epoch, mean)" in page
+    assert "| own teacher | 0.0714 | 0.0143 | 0.0071 |" in page
+    assert "| other teachers (mean) | 0.2000 | 0.3000 | 0.3000 |" in page
     # rows 1 and 3 differ by ½ (0.58 + 0.16 + 0.74), rows 2 and 3 by ½ (0.08 + 0.66 + 0.74): 0.74 at most
     assert "at the last epoch: 0.74. The teachers differ (more than 0.05) from epoch 1 on." in page
 

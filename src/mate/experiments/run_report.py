@@ -142,14 +142,16 @@ def plot_kl(records: list[dict], path: Path) -> Figure:
     return fig
 
 
-def distillation_signal(records: Sequence[dict], last: int = 30) -> tuple[list[float], list[float]]:
+def distillation_signal(records: Sequence[dict], last: Optional[int] = None) -> tuple[list[float], list[float]]:
     """What each exit is pulled towards at the end of training, from ``train.teacher_student_kl``
-    (row = teacher m, column = exit k): per exit k, the mean over the last ``last`` logged epochs of
-    KL_T(t_k ‖ z_k), its own (primary) teacher's pull, and of the mean over the other teachers,
-    KL_T(t_m ‖ z_k) for m ≠ k. A teacher that is mostly its student's own logits pulls little."""
-    rows = [r["train"]["teacher_student_kl"] for r in records if "teacher_student_kl" in r.get("train", {})][-last:]
+    (row = teacher m, column = exit k): per exit k, the mean over the last ``last`` logged epochs
+    (default: the last quarter, at least one) of KL_T(t_k ‖ z_k), its own (primary) teacher's pull,
+    and of the mean over the other teachers, KL_T(t_m ‖ z_k) for m ≠ k. A teacher that is mostly
+    its student's own logits pulls little."""
+    rows = [r["train"]["teacher_student_kl"] for r in records if "teacher_student_kl" in r.get("train", {})]
     if not rows:
         raise MateError("no train.teacher_student_kl in these records: not a MATE run")
+    rows = rows[-(last if last is not None else max(1, len(rows) // 4)):]
     k = len(rows[0])
     own = [sum(kl[j][j] for kl in rows) / len(rows) for j in range(k)]
     others = [sum(sum(kl[m][j] for m in range(k) if m != j) / (k - 1) for kl in rows) / len(rows) for j in range(k)]
@@ -221,6 +223,18 @@ def render_report(run_dir: str | Path) -> Path:
             "![attention](attention.png)", "",
             "KL between each exit and its own (primary) teacher (solid) and the other teachers (dashed).", "",
             "![kl](teacher_student_kl.png)", "",
+        ]
+        own, others = distillation_signal(records)
+        quarter = max(1, len(records) // 4)
+        lines += [
+            f"What each exit learns from, over the last quarter of training (the last {quarter} epoch"
+            f"{'s' if quarter > 1 else ''}, mean): the KL from its own teacher and the mean KL from the other "
+            "teachers. With the primary share γ and even off-diagonal shares, exit k's distillation term is "
+            "γ × own + (1 − γ) × others; an own-teacher KL near zero means that teacher is mostly the exit itself, "
+            "and the exit learns from the other teachers only.", "",
+            "| | " + " | ".join(f"exit {m + 1}" for m in range(k)) + " |", "|---|" + "---:|" * k,
+            "| own teacher | " + " | ".join(f"{max(v, 0.0):.4f}" for v in own) + " |",
+            "| other teachers (mean) | " + " | ".join(f"{max(v, 0.0):.4f}" for v in others) + " |", "",
             f"Last epoch: diagonal weights A[m, m] = {', '.join(f'{d:.2f}' for d in diag)}; primary KL = "
             f"{', '.join(f'{v:.3f}' for v in primary_kl)}; collapsed teachers (A[m, m] ≥ {COLLAPSE_SHARE}): "
             f"{verdict}.", "",
