@@ -3,6 +3,7 @@ every final run, thresholds chosen on validation, accuracy on test.
 
     .venv/bin/python scripts/claim_budget.py --runs RUNS     # RUNS: the runs folder, checkpoints included
     .venv/bin/python scripts/claim_budget.py --runs RUNS --names ce,mate --seeds 5
+    .venv/bin/python scripts/claim_budget.py --runs RUNS --keep-only   # budget.json of finished runs, nothing shown
 
 For each setting and seed, the selected checkpoint (RUNS/<setting>-s<seed>/best.pt) gives the exits'
 logits on its validation and test splits; for each budget B, the cost of reaching exit 2, exit 3
@@ -97,7 +98,7 @@ def report(acc: dict, names: list[str], seeds: int, mate: str, baselines: list[s
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, required=True, help="the runs folder (checkpoints), e.g. runs/claim; "
                                                                  "a run whose archive folder has budget.json needs none")
@@ -105,7 +106,28 @@ def main() -> None:
     parser.add_argument("--names", help="settings, comma-separated (default: step 5's; the first 'mate...' one is "
                                         "the selected MATE, 'ce' is CE, the others are baselines)")
     parser.add_argument("--seeds", type=int, default=FINAL_SEEDS)
-    args = parser.parse_args()
+    parser.add_argument("--keep-only", action="store_true",
+                        help="only keep budget.json for every finished run that has a checkpoint (while the "
+                             "checkpoints exist; step 5 need not be complete) and print nothing measured")
+    args = parser.parse_args(argv)
+    if args.keep_only:
+        names = args.names.split(",") if args.names else None
+        try:
+            if names is None:
+                chosen = selections(args.archive)
+                names = ["ce"] + [chosen[b] for b in BASELINES] + [chosen["mate"], uniform_control(chosen["mate"])]
+        except Incomplete as exc:
+            sys.exit(f"incomplete: {exc}")
+        for run in (f"{n}-s{s}" for n in names for s in range(args.seeds)):
+            if not (args.archive / run / "results.json").is_file():
+                print(f"{run}: not finished")
+                continue
+            try:
+                cached_budget_accuracies(args.runs / run, args.archive / run)
+                print(f"{run}: kept in {args.archive / run / CACHE}")
+            except Incomplete as exc:  # its message names the run
+                print(exc)
+        return
     try:
         if args.names:
             names = args.names.split(",")

@@ -31,7 +31,9 @@ case "${1:-}" in
   step5)  # every method at its selected setting, seeds 0-4 (seeds 3 and 4 are new)
     .venv/bin/python scripts/claim_select.py step5 --write-control > /dev/null
     methods=$(.venv/bin/python scripts/claim_select.py step5 --names)
-    .venv/bin/mate compare "${common[@]}" --methods "$methods" --seeds 5 --out docs/results/claim/final ;;
+    .venv/bin/mate compare "${common[@]}" --methods "$methods" --seeds 5 --out docs/results/claim/final
+    # the budgeted reading's inputs, kept in the archive while the checkpoints exist (nothing is shown)
+    .venv/bin/python scripts/claim_budget.py --runs "$RUNS" --keep-only ;;
   explore)  # after step 5 only (docs/claim_protocol.md): MATE with the attention scale sqrt(d/8), validation
     .venv/bin/python scripts/claim_select.py final > /dev/null
     .venv/bin/mate sweep --config fashion_mnist_claim --grid method=mate objective.attention_scale=sqrt \

@@ -68,3 +68,24 @@ def test_each_runs_accuracies_are_kept_in_its_archive_folder_and_read_back_witho
     (archived / "budget.json").write_text(json.dumps({"score": "entropy", "first_budget_exit": 2, "test_acc": [0.0]}))
     with pytest.raises(claim_budget.Incomplete, match="no checkpoint"):
         claim_budget.cached_budget_accuracies(gone, archived)
+
+
+def test_keep_only_writes_each_finished_runs_reading_and_prints_no_number(tiny_run, tmp_path, capsys):
+    run = Path(tiny_run("mate")["run_dir"])
+    runs, archive = tmp_path / "runs", tmp_path / "archive"
+    runs.mkdir()
+    (runs / "mate-s0").symlink_to(run, target_is_directory=True)  # the trained run, under the archive's name
+    for name in ("mate-s0", "mate-s1", "ce-s0"):
+        (archive / name).mkdir(parents=True)
+    (archive / "mate-s0" / "results.json").write_text("{}")
+    (archive / "ce-s0" / "results.json").write_text("{}")  # finished, but its checkpoint is gone
+    claim_budget.main(["--runs", str(runs), "--archive", str(archive), "--names", "ce,mate", "--seeds", "2",
+                       "--keep-only"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("ce-s0: no checkpoint")
+    assert out[1] == "ce-s1: not finished"
+    assert out[2] == f"mate-s0: kept in {archive / 'mate-s0' / 'budget.json'}"
+    assert out[3] == "mate-s1: not finished"
+    assert json.loads((archive / "mate-s0" / "budget.json").read_text())["test_acc"] == \
+        claim_budget.budget_accuracies(run)
+    assert not (archive / "ce-s0" / "budget.json").exists()

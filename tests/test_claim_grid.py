@@ -82,3 +82,12 @@ def test_all_runs_every_step_in_turn_and_stops_at_the_first_that_fails(tmp_path)
         "docs/results/claim/grid", "docs/results/claim/defaults", "docs/results/claim/tuning",
         "docs/results/claim/final"]
     assert calls[-1] == "python scripts/claim_select.py final" and not any(c.startswith("mate sweep") for c in calls)
+
+
+def test_step5_writes_the_control_trains_seeds_0_to_4_and_keeps_the_budget_inputs(tmp_path):
+    code, calls = grid(fake_tree(tmp_path, combo_written=True), "step5")
+    assert code == 0
+    assert calls == ["python scripts/claim_select.py step5 --write-control",
+                     "python scripts/claim_select.py step5 --names",
+                     f"mate compare {COMMON} --methods ce,mate,mate_uniform --seeds 5 --out docs/results/claim/final",
+                     "python scripts/claim_budget.py --runs R --keep-only"]
