@@ -230,8 +230,9 @@ def render_report(run_dir: str | Path) -> Path:
             f"What each exit learns from, over the last quarter of training (the last {quarter} epoch"
             f"{'s' if quarter > 1 else ''}, mean): the KL from its own teacher and the mean KL from the other "
             "teachers. With the primary share γ and even off-diagonal shares, exit k's distillation term is "
-            "γ × own + (1 − γ) × others; an own-teacher KL near zero means that teacher is mostly the exit itself, "
-            "and the exit learns from the other teachers only.", "",
+            "γ × own + (1 − γ) × others. An own-teacher KL near zero means that teacher predicts as the exit does "
+            "(it is mostly the exit itself, or exits that agree with it): the exit then learns from the other "
+            "teachers only.", "",
             "| | " + " | ".join(f"exit {m + 1}" for m in range(k)) + " |", "|---|" + "---:|" * k,
             "| own teacher | " + " | ".join(f"{max(v, 0.0):.4f}" for v in own) + " |",
             "| other teachers (mean) | " + " | ".join(f"{max(v, 0.0):.4f}" for v in others) + " |", "",
