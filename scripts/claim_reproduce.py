@@ -55,16 +55,20 @@ def replay(archived: Path, epochs: int, scratch: Path, threads: int = 1) -> list
     from mate.config import Config, yaml_load
     from mate.engine.trainer import Trainer
 
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    config = Config.from_dict(yaml_load((archived / "config.yaml").read_text()))
-    trainer = Trainer(config, run_dir=scratch / archived.name, log=lambda line: None)
-    records, success = [], False
     try:
-        for epoch in range(epochs):
-            records.append(json.loads(json.dumps(trainer.run_epoch(epoch))))  # as metrics.jsonl holds it
-        success = True
+        config = Config.from_dict(yaml_load((archived / "config.yaml").read_text()))
+        trainer = Trainer(config, run_dir=scratch / archived.name, log=lambda line: None)
+        records, success = [], False
+        try:
+            for epoch in range(epochs):
+                records.append(json.loads(json.dumps(trainer.run_epoch(epoch))))  # as metrics.jsonl holds it
+            success = True
+        finally:
+            trainer.close(success)
     finally:
-        trainer.close(success)
+        torch.set_num_threads(before)
     return records
 
 

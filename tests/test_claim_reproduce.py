@@ -36,7 +36,12 @@ def test_a_run_trained_today_is_reproduced_number_for_number_and_a_changed_numbe
     for name in ("config.yaml", "metrics.jsonl", "split.json"):
         (archive / "m-s0").mkdir(exist_ok=True)
         shutil.copy(tmp_path / "runs" / "m-s0" / name, archive / "m-s0" / name)
-    assert claim_reproduce.main(["--names", "m", "--epochs", "2", "--archive", str(archive)]) == 0
+    torch.set_num_threads(2)
+    try:
+        assert claim_reproduce.main(["--names", "m", "--epochs", "2", "--archive", str(archive)]) == 0
+        assert torch.get_num_threads() == 2  # the replay's one thread is not left behind
+    finally:
+        torch.set_num_threads(threads)
     assert capsys.readouterr().out.startswith("m-s0: identical (")
 
     metrics = archive / "m-s0" / "metrics.jsonl"
