@@ -364,7 +364,9 @@ def test_a_stale_lock_is_taken_over_and_a_live_one_is_named(tmp_path):
     assert not lock.exists()
     held_by(pid=os.getpid(), process_start="1")  # the pid now belongs to a process started later
     with FolderLock(tmp_path, "the folder", "wait"):
-        pass
+        taken = json.loads(lock.read_text())
+        assert taken["pid"] == os.getpid() and taken["token"] != "t"  # taken over: this process's own lock
+    assert not lock.exists()
     held_by(pid=os.getppid())  # alive on this host
     with pytest.raises(FolderInUse) as err:
         FolderLock(tmp_path, "the folder", "wait for it").acquire()
