@@ -161,8 +161,31 @@ def selections(runs: Path) -> dict[str, str]:
     return out
 
 
+# Options that act only through the weight network (its projections), and, under D2, only through
+# the teachers' own loss: a uniform teacher has no weight network, and under D2 its loss has no
+# parameter to reach (the objective skips it), so its control leaves them out (docs/claim_protocol.md).
+WEIGHT_NET_ONLY = ("attention_scale", "proj_dim")
+TEACHER_LOSS_ONLY = ("teacher_kd_weight", "teacher_kl", "teacher_ce_weight")
+
+
+def control_sections(name: str) -> dict:
+    """The uniform-teacher control of a MATE setting: the same options with `teacher: uniform`, less
+    those a uniform teacher cannot use."""
+    sections = {k: dict(v) for k, v in as_sections(variants()[name]).items()}
+    objective = sections["objective"]
+    unused = WEIGHT_NET_ONLY + (TEACHER_LOSS_ONLY if objective.get("detach_policy", "d2") == "d2" else ())
+    for key in unused:
+        objective.pop(key, None)
+    objective["teacher"] = "uniform"
+    return sections
+
+
 def uniform_control(name: str) -> str:
-    return "mate_uniform" if name == "mate" else f"{name}_uniform"
+    """`mate_uniform` when the control trains exactly as it does (every option left is the default's),
+    else `<name>_uniform`."""
+    if name == "mate" or control_sections(name) == {"objective": {"name": "mate", "teacher": "uniform"}}:
+        return "mate_uniform"
+    return f"{name}_uniform"
 
 
 def load_final(runs: Path, names: list[str]) -> dict:
@@ -347,8 +370,7 @@ def main() -> None:
             if control not in variants() and control != "mate_uniform":
                 if not args.write_control:
                     raise Incomplete(f"the uniform control {control} is not written yet (step5 --write-control)")
-                sections = as_sections(variants()[chosen["mate"]])
-                sections["objective"]["teacher"] = "uniform"
+                sections = control_sections(chosen["mate"])
                 line = json.dumps(sections, separators=(", ", ": ")).replace('"', "")
                 with VARIANTS.open("a") as f:
                     f.write(f"# The uniform-teacher control of the selected MATE (step 5)\n{control}: {line}\n")

@@ -119,6 +119,33 @@ def test_fewer_than_two_winning_mate_trials_fall_back_to_the_teacher_kd_trial(tm
     assert out.stdout.strip().endswith("beed,sdn,okddip,mate_mix,mate_mix_uniform")
 
 
+def test_the_control_of_a_teacher_loss_option_is_mate_uniform(tmp_path):
+    """Trial 9's fallback changes only the teachers' own loss, which a uniform teacher (under D2) does
+    not have: its control is `mate_uniform` itself, not a copy that would train identically."""
+    protocol_variants(tmp_path)
+    step3 = {m: 88.0 for m in ("ce", "mate", "byot", "byot_reimpl", "phuong", "eed", "beed", "sdn", "okddip",
+                                "mate_uniform", "ce_ge")}
+    step3.update(beed=88.3, sdn=88.2)
+    archive(tmp_path / "runs", step3)
+    beed = [f"beed_a{a}" for a in ("1", "1.03", "1.06", "1.09", "1.12", "1.18", "1.21", "1.24")]
+    sdn = [f"sdn_c{c}" for c in ("0.1", "0.25", "0.5", "1.5", "2", "3", "4", "6")]
+    archive(tmp_path / "runs", {**{t: 87.0 for t in beed + sdn}, "mate_mix": 87.0, "mate_decay": 87.0,
+                                "mate_conf": 87.0, "mate_rev": 87.0, "mate_tkd0": 87.0, "mate_ge": 87.0,
+                                "mate_deeper": 87.0})
+    select(tmp_path, "step4", "--write-combo")
+    archive(tmp_path / "runs", {"mate_combo": 88.4})
+    before = (tmp_path / "variants.yaml").read_text()
+    out = select(tmp_path, "step5", "--names", "--write-control")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("okddip,mate_combo,mate_uniform")
+    assert (tmp_path / "variants.yaml").read_text() == before  # nothing to write
+    # a setting whose options a uniform teacher does use keeps a control of its own
+    assert CLAIM_SELECT.control_sections("mate_conf") == {"objective": {"name": "mate", "offdiag": "confidence",
+                                                                         "teacher": "uniform"}}
+    assert CLAIM_SELECT.uniform_control("mate_conf") == "mate_conf_uniform"
+    assert CLAIM_SELECT.uniform_control("mate_rev") == "mate_uniform"
+
+
 def final_run(runs: Path, name: str, seed: int, exits: list[float], ensemble: float, val: float | None = None) -> None:
     """A step-5 run: test accuracies given; seeds 0-2 keep the validation score the selections read."""
     path = runs / f"{name}-s{seed}" / "results.json"

@@ -112,6 +112,30 @@ def test_deeper_teacher_mask():
     assert torch.allclose(uniform[1], torch.tensor([0.0, 1 / 3, 1 / 3, 1 / 3]))
 
 
+def _loss_and_grads(obj, epoch=100.0):
+    out = _fixed_outputs(requires_grad=True)
+    loss, _ = obj(out, Y, epoch)
+    loss.backward()
+    return loss.detach(), [z.grad for z in out.exit_logits] + [h.grad for h in out.exit_features]
+
+
+def test_a_uniform_teacher_under_d2_ignores_the_teacher_loss_options():
+    """Under D2 a uniform teacher has no parameter for its own loss to reach, so the options of that
+    loss (and of the absent weight network) change neither the loss nor any gradient: the uniform
+    control of a setting that changes only them trains exactly as `mate_uniform`."""
+    teacher_only = dict(teacher_kd_weight=0.5, teacher_kl="reverse", teacher_ce_weight=0.3,
+                        attention_scale="sqrt", proj_dim=3)
+    base_loss, base_grads = _loss_and_grads(_mate(teacher="uniform"))
+    loss, grads = _loss_and_grads(_mate(teacher="uniform", **teacher_only))
+    assert torch.equal(loss, base_loss)
+    assert all(g is None and b is None or torch.equal(g, b) for g, b in zip(grads, base_grads))
+    assert base_grads[0].abs().sum() > 0  # the exits do learn
+    # under D1 the teacher loss reaches the exits through the teachers: the options do matter there
+    d1_loss, d1_grads = _loss_and_grads(_mate(teacher="uniform", detach_policy="d1"))
+    loss, grads = _loss_and_grads(_mate(teacher="uniform", detach_policy="d1", teacher_kd_weight=0.5))
+    assert not torch.equal(loss, d1_loss) and not torch.equal(grads[0], d1_grads[0])
+
+
 @pytest.mark.parametrize("bad,match", [
     (dict(kd_mix=1.5), "kd_mix"), (dict(kd_depth_decay=0.0), "kd_depth_decay"),
     (dict(offdiag="max"), "offdiag"), (dict(teacher_kl="both"), "teacher_kl"),
