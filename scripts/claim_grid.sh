@@ -5,7 +5,7 @@
 #   bash scripts/claim_grid.sh step3+mate     # step 3 and MATE's step-4 trials, one pool
 #   bash scripts/claim_grid.sh step4          # step 4: the two strongest baselines' trials, MATE's trial 9
 #   bash scripts/claim_grid.sh step5          # step 5: the final table, seeds 0-4
-#   bash scripts/claim_grid.sh explore        # the exploratory question, once step 5 is complete
+#   bash scripts/claim_grid.sh explore        # the exploratory questions, once step 5 is complete
 #   bash scripts/claim_grid.sh all            # each of the above in turn (what is archived is skipped)
 set -euo pipefail
 SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
@@ -34,9 +34,9 @@ case "${1:-}" in
     .venv/bin/mate compare "${common[@]}" --methods "$methods" --seeds 5 --out docs/results/claim/final
     # the budgeted reading's inputs, kept in the archive while the checkpoints exist (nothing is shown)
     .venv/bin/python scripts/claim_budget.py --runs "$RUNS" --keep-only ;;
-  explore)  # after step 5 only (docs/claim_protocol.md): MATE with the attention scale sqrt(d/8), validation
+  explore)  # after step 5 only (docs/claim_protocol.md): the two exploratory questions, validation
     .venv/bin/python scripts/claim_select.py final > /dev/null
-    .venv/bin/mate sweep --config fashion_mnist_claim --grid method=mate objective.attention_scale=sqrt \
+    .venv/bin/mate sweep --config fashion_mnist_claim --points scripts/claim_explore.yaml \
         --seeds 3 --workers 2 --out docs/results/claim/explore --runs "${CLAIM_EXPLORE_RUNS:-runs/claim_explore}" \
         --archive docs/results/claim/explore/runs ;;
   all)

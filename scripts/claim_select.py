@@ -41,9 +41,11 @@ TRIAL_PREFIX = {"byot": "byot_kd", "byot_reimpl": "byot_reimpl_kd", "phuong": "p
                 "okddip": "okddip_kd", "beed": "beed_a", "sdn": "sdn_c"}
 MATE_TRIALS = ("mate", "mate_mix", "mate_decay", "mate_conf", "mate_rev", "mate_tkd0", "mate_ge", "mate_deeper")
 COMBO_FALLBACK = "mate_tkd0.5"
-# The exploratory question after step 5: MATE with the attention scale sqrt(d/8), a `mate sweep` point.
+# The exploratory questions after step 5, the named points of one `mate sweep`
+# (scripts/claim_explore.yaml): the attention scale sqrt(d/8), and teachers barred from their own exit.
 EXPLORE_RUNS = ROOT / "docs/results/claim/explore/runs"
-EXPLORE = "method=mate_attention_scale=sqrt"
+EXPLORE = {"sqrt(d/8)": "mate_sqrt", "others": "mate_others"}
+DEEP_EXITS = (2, 3)  # exits 3 and 4 (0-based): the second question's rule
 
 
 class Incomplete(Exception):
@@ -86,12 +88,19 @@ def score_table(rows: dict[str, dict[int, float]], title: str) -> str:
     return "\n".join(lines)
 
 
-def exit_table(runs: Path, methods: list[str]) -> str:
+def val_results(runs: Path, method: str) -> dict[int, dict]:
+    """{seed: the `val` record of results.json} for the finished seeds of 0-2."""
+    return {s: json.loads(p.read_text())["val"] for s in SEEDS if (p := runs / f"{method}-s{s}" / "results.json").is_file()}
+
+
+def exit_table(runs: Path, methods: list[str], labels: dict[str, tuple[Path, str]] | None = None) -> str:
     """Markdown: each setting's validation accuracy per exit and of the ensemble at the selected
-    checkpoint, mean over the finished seeds of 0-2 (the rows in the order given)."""
+    checkpoint, mean over the finished seeds of 0-2 (the rows in the order given). A name in
+    ``labels`` is read from its own (folder, run name) instead of ``runs``."""
     lines: list[str] = []
+    labels = labels or {}
     for m in methods:
-        vals = [json.loads(p.read_text())["val"] for s in SEEDS if (p := runs / f"{m}-s{s}" / "results.json").is_file()]
+        vals = list(val_results(*labels.get(m, (runs, m))).values())
         if not vals:
             continue
         if not lines:
@@ -288,24 +297,45 @@ def progress(runs: Path) -> str:
 
 
 def explore_report(runs: Path, explore_runs: Path) -> str:
-    """The exploratory question (docs/claim_protocol.md, after step 5), on validation only: MATE with
-    the attention scale sqrt(d/8) against `mate` and the uniform control `mate_uniform`, seeds 0-2,
-    paired; it beats the control if it is ahead in the mean and in all 3 seeds."""
-    rows = {"sqrt(d/8)": scores(explore_runs, EXPLORE), "mate": scores(runs, "mate"),
-            "mate_uniform": scores(runs, "mate_uniform")}
-    for name, by_seed in rows.items():
+    """The exploratory questions (docs/claim_protocol.md, after step 5), on validation only, each
+    against `mate` and the uniform control `mate_uniform`, seeds 0-2, paired: a setting beats the
+    control if it is ahead in the mean and in all 3 seeds; and for the teachers barred from their own
+    exit, the deep exits gain if the mean of exits 3-4 is above `mate`'s in the mean and in all 3."""
+    sources = {**{label: (explore_runs, point) for label, point in EXPLORE.items()},
+               "mate": (runs, "mate"), "mate_uniform": (runs, "mate_uniform")}
+    vals = {label: val_results(*where) for label, where in sources.items()}
+    for label, by_seed in vals.items():
         if len(by_seed) < len(SEEDS):
-            raise Incomplete(f"{name}: seeds {sorted(set(SEEDS) - set(by_seed))} not finished")
-    out = [score_table(rows, "validation score"), ""]
-    for other in ("mate_uniform", "mate"):
-        diffs = [rows["sqrt(d/8)"][s] - rows[other][s] for s in SEEDS]
+            raise Incomplete(f"{label}: seeds {sorted(set(SEEDS) - set(by_seed))} not finished")
+    rows = {label: {s: v["mean_acc"] for s, v in by_seed.items()} for label, by_seed in vals.items()}
+    out = [score_table(rows, "validation score"), "", exit_table(runs, list(sources), sources), ""]
+
+    def compare(label: str, other: str, what: str, value) -> tuple[float, int, str]:
+        diffs = [value(vals[label][s]) - value(vals[other][s]) for s in SEEDS]
         mean, std, ahead, _ = paired_stats(diffs)
-        out.append(f"sqrt(d/8) − {other}, per seed: {', '.join(f'{d:+.2f}' for d in diffs)}; "
-                   f"mean {mean:+.2f} ± {std:.2f}, {ahead} of {len(SEEDS)} seeds ahead.")
-        if other == "mate_uniform":
-            verdict = "beats" if mean > 0 and ahead == len(SEEDS) else "does not beat"
-            out.append(f"The sqrt(d/8) weight network **{verdict}** the uniform control (the rule: ahead in the "
-                       "mean and in all 3 seeds). Exploratory: it changes neither the default nor step 5's table.")
+        return mean, ahead, (f"{label} − {other}, {what}, per seed: {', '.join(f'{d:+.2f}' for d in diffs)}; "
+                             f"mean {mean:+.2f} ± {std:.2f}, {ahead} of {len(SEEDS)} seeds ahead.")
+
+    def verdict(mean: float, ahead: int) -> str:
+        return "beats" if mean > 0 and ahead == len(SEEDS) else "does not beat"
+
+    def score_of(v: dict) -> float:
+        return v["mean_acc"]
+
+    def deep_of(v: dict) -> float:
+        return statistics.fmean(v["exit_acc"][i] for i in DEEP_EXITS)
+
+    for label in EXPLORE:
+        mean, ahead, line = compare(label, "mate_uniform", "score", score_of)
+        out += [line, f"The {label} weight network **{verdict(mean, ahead)}** the uniform control (the rule: "
+                      "ahead in the mean and in all 3 seeds).", compare(label, "mate", "score", score_of)[2]]
+        if label == "others":
+            mean, ahead, line = compare(label, "mate", "mean of exits 3-4", deep_of)
+            gains = "gain" if verdict(mean, ahead) == "beats" else "do not gain"
+            out += [line, f"The deep exits **{gains}** from teachers barred from their own exit (the rule: exits "
+                          "3-4 ahead of `mate` in the mean and in all 3 seeds)."]
+        out.append("")
+    out.append("Exploratory: neither question changes the default or step 5's table.")
     return "\n".join(out)
 
 

@@ -71,7 +71,7 @@ def test_the_exploratory_sweep_waits_for_step_5(tmp_path):
     code, calls = grid(tree, "explore", CLAIM_EXPLORE_RUNS="E")
     assert code == 0 and calls == [
         "python scripts/claim_select.py final",
-        "mate sweep --config fashion_mnist_claim --grid method=mate objective.attention_scale=sqrt --seeds 3 "
+        "mate sweep --config fashion_mnist_claim --points scripts/claim_explore.yaml --seeds 3 "
         "--workers 2 --out docs/results/claim/explore --runs E --archive docs/results/claim/explore/runs"]
 
 

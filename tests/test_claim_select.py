@@ -212,31 +212,51 @@ def test_the_final_report_compares_the_selected_mate_seed_by_seed(tmp_path):
     assert "**does not beat**" in control
 
 
-def test_the_exploratory_attention_scale_is_read_on_validation_against_the_uniform_control(tmp_path):
+def test_the_exploratory_questions_are_read_on_validation_against_mate_and_the_uniform_control(tmp_path):
     runs, explore = tmp_path / "runs", tmp_path / "explore"
-    # seed s scores base + (s - 1) / 10: mate 88.4/88.5/88.6, control 88.5/88.6/88.7
-    archive(runs, {"mate": 88.5, "mate_uniform": 88.6})
     args = ["explore", "--explore-runs", str(explore)]
+
+    def put(folder: Path, exits: list[float]) -> None:  # test is the opposite ranking: never read
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "results.json").write_text(json.dumps(
+            {"val": {"exit_acc": exits, "ensemble_acc": 90.0, "mean_acc": sum(exits) / len(exits)},
+             "test": {"exit_acc": [10.0] * 4, "ensemble_acc": 10.0, "mean_acc": 10.0}}))
+
+    # scores: mate 88.4/88.5/88.6, control 88.5/88.6/88.7 (every exit at the score)
+    for seed in (0, 1, 2):
+        put(runs / f"mate-s{seed}", [88.4 + seed / 10] * 4)
+        put(runs / f"mate_uniform-s{seed}", [88.5 + seed / 10] * 4)
     missing = select(tmp_path, *args)
     assert missing.returncode == 1 and "sqrt(d/8): seeds [0, 1, 2] not finished" in missing.stderr
-    for seed, val in enumerate([88.8, 88.55, 88.9]):  # test is the opposite ranking: never read
-        folder = explore / f"method=mate_attention_scale=sqrt-s{seed}"
-        folder.mkdir(parents=True)
-        (folder / "results.json").write_text(json.dumps({"val": {"mean_acc": val}, "test": {"mean_acc": 10.0}}))
+    for seed, val in enumerate([88.8, 88.55, 88.9]):
+        put(explore / f"mate_sqrt-s{seed}", [val] * 4)
+    missing = select(tmp_path, *args)
+    assert missing.returncode == 1 and "others: seeds [0, 1, 2] not finished" in missing.stderr
+    # teachers barred from their own exit: exits 3-4 up by 0.3/0.2/0.1 on mate, exits 1-2 down as much
+    for seed, gain in enumerate([0.3, 0.2, 0.1]):
+        m = 88.4 + seed / 10
+        put(explore / f"mate_others-s{seed}", [m - gain, m - gain, m + gain, m + gain])
     out = select(tmp_path, *args)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[2] == "| sqrt(d/8) | 88.80 | 88.55 | 88.90 | 88.75 ± 0.18 | 3 |"
     assert lines[3] == "| mate_uniform | 88.50 | 88.60 | 88.70 | 88.60 ± 0.10 | 3 |"
+    assert "| others | 3 | 88.30 | 88.30 | 88.70 | 88.70 | 90.00 |" in lines
+    text = "\n".join(lines)
     # against the control: +0.30, -0.05, +0.20: ahead in the mean, not in every seed
-    assert lines[6] == ("sqrt(d/8) − mate_uniform, per seed: +0.30, -0.05, +0.20; mean +0.15 ± 0.18, "
-                        "2 of 3 seeds ahead.")
-    assert "**does not beat** the uniform control" in lines[7]
-    assert lines[8] == "sqrt(d/8) − mate, per seed: +0.40, +0.05, +0.30; mean +0.25 ± 0.18, 3 of 3 seeds ahead."
-    # ahead in every seed: it beats the control
-    path = explore / "method=mate_attention_scale=sqrt-s1/results.json"
-    path.write_text(json.dumps({"val": {"mean_acc": 88.65}}))
-    assert "**beats** the uniform control" in select(tmp_path, *args).stdout
+    assert ("sqrt(d/8) − mate_uniform, score, per seed: +0.30, -0.05, +0.20; mean +0.15 ± 0.18, "
+            "2 of 3 seeds ahead.\nThe sqrt(d/8) weight network **does not beat** the uniform control") in text
+    assert "sqrt(d/8) − mate, score, per seed: +0.40, +0.05, +0.30; mean +0.25 ± 0.18, 3 of 3 seeds ahead." in text
+    assert "others − mate_uniform, score, per seed: -0.10, -0.10, -0.10" in text
+    assert "The others weight network **does not beat** the uniform control" in text
+    assert ("others − mate, mean of exits 3-4, per seed: +0.30, +0.20, +0.10; mean +0.20 ± 0.10, 3 of 3 seeds "
+            "ahead.\nThe deep exits **gain** from teachers barred from their own exit") in text
+    # ahead in every seed: the sqrt(d/8) network beats the control; one seed behind at exits 3-4: no gain
+    put(explore / "mate_sqrt-s1", [88.65] * 4)
+    put(explore / "mate_others-s2", [88.6, 88.6, 88.6, 88.5])
+    text = select(tmp_path, *args).stdout
+    assert "The sqrt(d/8) weight network **beats** the uniform control" in text
+    assert "The deep exits **do not gain**" in text
 
 
 def test_the_runs_per_exit_are_mean_validation_accuracies_over_the_finished_seeds(tmp_path):

@@ -112,6 +112,27 @@ def test_deeper_teacher_mask():
     assert torch.allclose(uniform[1], torch.tensor([0.0, 1 / 3, 1 / 3, 1 / 3]))
 
 
+def test_others_teacher_mask_bars_each_teacher_from_its_own_exit():
+    for teacher in ("attention", "uniform"):
+        obj = _mate(teacher_mask="others", teacher=teacher)
+        t, a = obj.teachers(_fixed_outputs())
+        assert torch.allclose(a.sum(-1), torch.ones(3, 4), atol=1e-6)
+        eye = torch.eye(4, dtype=torch.bool)
+        assert (a[:, eye] == 0).all() and (a[:, ~eye] > 0).all()
+        z = _fixed_outputs().stacked_logits()
+        for m in range(4):  # t_m = sum over the other exits only
+            want = sum(a[:, m, j:j + 1] * z[:, j] for j in range(4) if j != m)
+            assert torch.allclose(t[:, m], want, atol=1e-6)
+    uniform = _mate(teacher_mask="others", teacher="uniform").teachers(_fixed_outputs())[1][0]
+    assert torch.allclose(uniform[2], torch.tensor([1 / 3, 1 / 3, 0.0, 1 / 3]))
+    # two exits: each teacher is the other exit
+    two = _mate(teacher_mask="others", num_exits=2)
+    out = _fixed_outputs(k=2)
+    t, a = two.teachers(out)
+    assert torch.equal(a[0], torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
+    assert torch.equal(t[:, 0], out.exit_logits[1]) and torch.equal(t[:, 1], out.exit_logits[0])
+
+
 def _loss_and_grads(obj, epoch=100.0):
     out = _fixed_outputs(requires_grad=True)
     loss, _ = obj(out, Y, epoch)
@@ -139,7 +160,7 @@ def test_a_uniform_teacher_under_d2_ignores_the_teacher_loss_options():
 @pytest.mark.parametrize("bad,match", [
     (dict(kd_mix=1.5), "kd_mix"), (dict(kd_depth_decay=0.0), "kd_depth_decay"),
     (dict(offdiag="max"), "offdiag"), (dict(teacher_kl="both"), "teacher_kl"),
-    (dict(teacher_mask="shallower"), "teacher_mask"),
+    (dict(teacher_mask="shallower"), "teacher_mask"), (dict(teacher_mask="self"), "teacher_mask"),
 ])
 def test_candidate_option_errors(bad, match):
     with pytest.raises(ConfigError, match=match):

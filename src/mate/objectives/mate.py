@@ -13,7 +13,8 @@ teacher; the teachers learn their weights from the students' outputs (two-way le
 Reconstructed choices (see docs/method.md) are options of this class, and so are the
 reconstruction candidates tested against the paper's claim (docs/claim_protocol.md): a convex
 CE/KD split per exit, KD weights decaying with depth, confidence-aware off-diagonal shares, the
-teacher update's own weight and direction, and teachers that mix only deeper exits. The weight
+teacher update's own weight and direction, and teachers that mix only deeper exits (or only
+the other exits). The weight
 network is part of this module, so the optimizer and checkpoints see it; inference never calls it.
 """
 from __future__ import annotations
@@ -84,8 +85,9 @@ class MATEObjective(nn.Module):
             that is wrong on that sample pulls less (CA-MKD's teacher weights).
         teacher_kd_weight: the teacher KL's own lambda_max; None: kd_weight.
         teacher_kl: "forward" KL_T(t_m || sg z_k) or "reverse" KL_T(sg z_k || t_m).
-        teacher_mask: "all" (teacher m mixes every exit) or "deeper" (teacher m mixes exits m..K,
-            so no teacher is built from shallower exits than its own student).
+        teacher_mask: "all" (teacher m mixes every exit), "deeper" (teacher m mixes exits m..K,
+            so no teacher is built from shallower exits than its own student) or "others" (teacher
+            m mixes every exit but m, so no teacher can become its own student's logits).
         label_smoothing: from ``optim.label_smoothing``, not an objective key; it applies to the
             exits' CE and to the teachers' CE alike (every CE against the labels), not to the
             per-sample CE that weighs the teachers under offdiag="confidence".
@@ -110,7 +112,7 @@ class MATEObjective(nn.Module):
         offdiag: Literal["uniform", "confidence"] = "uniform",
         teacher_kd_weight: Optional[NonNegativeFloat] = None,
         teacher_kl: Literal["forward", "reverse"] = "forward",
-        teacher_mask: Literal["all", "deeper"] = "all",
+        teacher_mask: Literal["all", "deeper", "others"] = "all",
         label_smoothing: float = 0.0,
     ):
         super().__init__()
@@ -140,6 +142,8 @@ class MATEObjective(nn.Module):
         mask = torch.ones(num_exits, num_exits, dtype=torch.bool)
         if teacher_mask == "deeper":
             mask = torch.triu(mask)
+        elif teacher_mask == "others":
+            mask.fill_diagonal_(False)
         self.register_buffer("teacher_mask", mask, persistent=False)
 
     def teacher_weights(self, features: Tensor) -> Tensor:
