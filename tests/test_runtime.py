@@ -43,11 +43,13 @@ def _probe(mode, *more, **env):
 @linux_glibc
 def test_tuned_allocator_removes_the_page_faults_of_each_forward():
     applied, tuned = _probe("tune")
-    _, default = _probe("default")
     assert applied
-    # glibc's defaults map and unmap every large feature map: thousands of faults per pass
-    assert default > 1000
-    assert tuned < 0.02 * default
+    assert tuned < 20  # of the thousands a pass would take, none is left (0 where measured)
+    # glibc's defaults map and unmap every large feature map: 1,600-5,300 faults per pass where measured.
+    # Its dynamic mmap threshold can also settle, in the odd process, so that the heap keeps them all
+    # (none per pass), so the default is shown to fault in the worst of three processes.
+    defaults = [_probe("default")[1] for _ in range(3)]
+    assert max(defaults) > 1000, defaults
 
 
 @linux_glibc
