@@ -8,7 +8,7 @@
     .venv/bin/python scripts/claim_select.py step5 --names    # the methods of the final table
     .venv/bin/python scripts/claim_select.py step5 --write-control  # adds the selected MATE's control
     .venv/bin/python scripts/claim_select.py final    # step 5's test table and its reading (markdown)
-    .venv/bin/python scripts/claim_select.py explore  # the exploratory question after step 5 (validation)
+    .venv/bin/python scripts/claim_select.py explore  # the exploratory questions after step 5 (validation)
     .venv/bin/python scripts/claim_select.py progress # how many runs of each step are archived
 
 The selection score of a setting is the validation mean over exits at the selected checkpoint
@@ -44,7 +44,7 @@ COMBO_FALLBACK = "mate_tkd0.5"
 # The exploratory questions after step 5, the named points of one `mate sweep`
 # (scripts/claim_explore.yaml): the attention scale sqrt(d/8), and teachers barred from their own exit.
 EXPLORE_RUNS = ROOT / "docs/results/claim/explore/runs"
-EXPLORE = {"sqrt(d/8)": "mate_sqrt", "others": "mate_others"}
+EXPLORE = ("mate_sqrt", "mate_others")
 DEEP_EXITS = (2, 3)  # exits 3 and 4 (0-based): the second question's rule
 
 
@@ -301,7 +301,7 @@ def explore_report(runs: Path, explore_runs: Path) -> str:
     against `mate` and the uniform control `mate_uniform`, seeds 0-2, paired: a setting beats the
     control if it is ahead in the mean and in all 3 seeds; and for the teachers barred from their own
     exit, the deep exits gain if the mean of exits 3-4 is above `mate`'s in the mean and in all 3."""
-    sources = {**{label: (explore_runs, point) for label, point in EXPLORE.items()},
+    sources = {**{point: (explore_runs, point) for point in EXPLORE},
                "mate": (runs, "mate"), "mate_uniform": (runs, "mate_uniform")}
     vals = {label: val_results(*where) for label, where in sources.items()}
     for label, by_seed in vals.items():
@@ -327,9 +327,9 @@ def explore_report(runs: Path, explore_runs: Path) -> str:
 
     for label in EXPLORE:
         mean, ahead, line = compare(label, "mate_uniform", "score", score_of)
-        out += [line, f"The {label} weight network **{verdict(mean, ahead)}** the uniform control (the rule: "
+        out += [line, f"`{label}`'s weight network **{verdict(mean, ahead)}** the uniform control (the rule: "
                       "ahead in the mean and in all 3 seeds).", compare(label, "mate", "score", score_of)[2]]
-        if label == "others":
+        if label == "mate_others":
             mean, ahead, line = compare(label, "mate", "mean of exits 3-4", deep_of)
             gains = "gain" if verdict(mean, ahead) == "beats" else "do not gain"
             out += [line, f"The deep exits **{gains}** from teachers barred from their own exit (the rule: exits "

@@ -227,11 +227,11 @@ def test_the_exploratory_questions_are_read_on_validation_against_mate_and_the_u
         put(runs / f"mate-s{seed}", [88.4 + seed / 10] * 4)
         put(runs / f"mate_uniform-s{seed}", [88.5 + seed / 10] * 4)
     missing = select(tmp_path, *args)
-    assert missing.returncode == 1 and "sqrt(d/8): seeds [0, 1, 2] not finished" in missing.stderr
+    assert missing.returncode == 1 and "mate_sqrt: seeds [0, 1, 2] not finished" in missing.stderr
     for seed, val in enumerate([88.8, 88.55, 88.9]):
         put(explore / f"mate_sqrt-s{seed}", [val] * 4)
     missing = select(tmp_path, *args)
-    assert missing.returncode == 1 and "others: seeds [0, 1, 2] not finished" in missing.stderr
+    assert missing.returncode == 1 and "mate_others: seeds [0, 1, 2] not finished" in missing.stderr
     # teachers barred from their own exit: exits 3-4 up by 0.3/0.2/0.1 on mate, exits 1-2 down as much
     for seed, gain in enumerate([0.3, 0.2, 0.1]):
         m = 88.4 + seed / 10
@@ -239,23 +239,23 @@ def test_the_exploratory_questions_are_read_on_validation_against_mate_and_the_u
     out = select(tmp_path, *args)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[2] == "| sqrt(d/8) | 88.80 | 88.55 | 88.90 | 88.75 ± 0.18 | 3 |"
+    assert lines[2] == "| mate_sqrt | 88.80 | 88.55 | 88.90 | 88.75 ± 0.18 | 3 |"
     assert lines[3] == "| mate_uniform | 88.50 | 88.60 | 88.70 | 88.60 ± 0.10 | 3 |"
-    assert "| others | 3 | 88.30 | 88.30 | 88.70 | 88.70 | 90.00 |" in lines
+    assert "| mate_others | 3 | 88.30 | 88.30 | 88.70 | 88.70 | 90.00 |" in lines
     text = "\n".join(lines)
     # against the control: +0.30, -0.05, +0.20: ahead in the mean, not in every seed
-    assert ("sqrt(d/8) − mate_uniform, score, per seed: +0.30, -0.05, +0.20; mean +0.15 ± 0.18, "
-            "2 of 3 seeds ahead.\nThe sqrt(d/8) weight network **does not beat** the uniform control") in text
-    assert "sqrt(d/8) − mate, score, per seed: +0.40, +0.05, +0.30; mean +0.25 ± 0.18, 3 of 3 seeds ahead." in text
-    assert "others − mate_uniform, score, per seed: -0.10, -0.10, -0.10" in text
-    assert "The others weight network **does not beat** the uniform control" in text
-    assert ("others − mate, mean of exits 3-4, per seed: +0.30, +0.20, +0.10; mean +0.20 ± 0.10, 3 of 3 seeds "
+    assert ("mate_sqrt − mate_uniform, score, per seed: +0.30, -0.05, +0.20; mean +0.15 ± 0.18, "
+            "2 of 3 seeds ahead.\n`mate_sqrt`'s weight network **does not beat** the uniform control") in text
+    assert "mate_sqrt − mate, score, per seed: +0.40, +0.05, +0.30; mean +0.25 ± 0.18, 3 of 3 seeds ahead." in text
+    assert "mate_others − mate_uniform, score, per seed: -0.10, -0.10, -0.10" in text
+    assert "`mate_others`'s weight network **does not beat** the uniform control" in text
+    assert ("mate_others − mate, mean of exits 3-4, per seed: +0.30, +0.20, +0.10; mean +0.20 ± 0.10, 3 of 3 seeds "
             "ahead.\nThe deep exits **gain** from teachers barred from their own exit") in text
     # ahead in every seed: the sqrt(d/8) network beats the control; one seed behind at exits 3-4: no gain
     put(explore / "mate_sqrt-s1", [88.65] * 4)
     put(explore / "mate_others-s2", [88.6, 88.6, 88.6, 88.5])
     text = select(tmp_path, *args).stdout
-    assert "The sqrt(d/8) weight network **beats** the uniform control" in text
+    assert "`mate_sqrt`'s weight network **beats** the uniform control" in text
     assert "The deep exits **do not gain**" in text
 
 
