@@ -11,10 +11,12 @@ and exit 4 (the whole network) per sample, the operating point (score max_prob, 
 exit shares, as in `mate budget`) with the best validation accuracy whose validation cost is at
 most B is applied to test. Printed: each setting's test accuracy per budget (mean ± std over the
 seeds), and the selected MATE minus CE and minus the baseline with the highest test mean at each
-budget, seed by seed. The settings default to step 5's (scripts/claim_select.py, from the archive),
-so this runs once every step-5 run has finished; it decides nothing. Each run's accuracies are kept
-in its archive folder (budget.json, committed with it), so the reading is repeatable on a machine
-without the checkpoints.
+budget, seed by seed; and what each budget bought: the validation cost of the chosen operating
+point (median and range over the runs), and in how many runs the budgets chose one point for all.
+The settings default to step 5's (scripts/claim_select.py, from the archive), so this runs once
+every step-5 run has finished; it decides nothing. Each run's accuracies and chosen points' costs
+are kept in its archive folder (budget.json, committed with it), so the reading is repeatable on a
+machine without the checkpoints.
 """
 from __future__ import annotations
 
@@ -36,6 +38,12 @@ FIRST_BUDGET_EXIT = 2  # budgets: the costs of exits 2..K
 
 def budget_accuracies(run: Path, score: str = SCORE) -> list[float]:
     """Test accuracy (%) of ``run``'s best.pt at the budgets F_2, ..., F_K (thresholds from validation)."""
+    return budget_points(run, score)["test_acc"]
+
+
+def budget_points(run: Path, score: str = SCORE) -> dict[str, list[float]]:
+    """At the budgets F_2, ..., F_K: the test accuracy (%) of ``run``'s best.pt (``test_acc``) and the
+    validation cost of the operating point chosen for it, in MFLOPs per image (``val_mflops``)."""
     from mate.engine.trained import load_trained
     from mate.evaluation.budget import simulate, thresholds_for_budget
     from mate.evaluation.flops import exit_costs
@@ -46,35 +54,46 @@ def budget_accuracies(run: Path, score: str = SCORE) -> list[float]:
     flops = exit_costs(trained.model).flops
     val = collect_exit_logits(trained.model, trained.data.val)
     test = collect_exit_logits(trained.model, trained.data.test)
-    test_scores = exit_scores(test.logits, score)
-    out = []
+    val_scores, test_scores = exit_scores(val.logits, score), exit_scores(test.logits, score)
+    out = {"test_acc": [], "val_mflops": []}
     for budget in flops[FIRST_BUDGET_EXIT - 1:]:
         _, thresholds = thresholds_for_budget(val, flops, budget, score)
-        out.append(simulate(test, test_scores, thresholds, flops).accuracy)
+        out["test_acc"].append(simulate(test, test_scores, thresholds, flops).accuracy)
+        out["val_mflops"].append(simulate(val, val_scores, thresholds, flops).avg_flops / 1e6)
     return out
 
 
-CACHE = "budget.json"  # in each archived run folder: its budgeted accuracies, once read from its checkpoint
+CACHE = "budget.json"  # in each archived run folder: its budgeted reading, once read from its checkpoint
+
+
+def cached_budget_points(run: Path, archived: Path) -> dict[str, list[float] | None]:
+    """``budget_points(run)``, kept in ``archived``/budget.json the first time, so that the reading can
+    be made again where the checkpoints are gone (they are not archived). A budget.json written
+    before the chosen points' costs were kept is completed from the checkpoint where it still
+    exists; without one its ``val_mflops`` is None."""
+    cache = archived / CACHE
+    saved = json.loads(cache.read_text()) if cache.is_file() else {}
+    if saved.get("score") != SCORE or saved.get("first_budget_exit") != FIRST_BUDGET_EXIT:
+        saved = {}
+    if saved and ("val_mflops" in saved or not (run / "best.pt").is_file()):
+        return {"test_acc": saved["test_acc"], "val_mflops": saved.get("val_mflops")}
+    if not (run / "best.pt").is_file():
+        raise Incomplete(f"{run.name}: no checkpoint ({run / 'best.pt'}) and no {CACHE} in {archived}")
+    points = budget_points(run)
+    if archived.is_dir():
+        cache.write_text(json.dumps({"score": SCORE, "first_budget_exit": FIRST_BUDGET_EXIT, **points}) + "\n")
+    return points
 
 
 def cached_budget_accuracies(run: Path, archived: Path) -> list[float]:
-    """``budget_accuracies(run)``, kept in ``archived``/budget.json the first time, so that the reading
-    can be made again where the checkpoints are gone (they are not archived)."""
-    cache = archived / CACHE
-    if cache.is_file():
-        saved = json.loads(cache.read_text())
-        if saved.get("score") == SCORE and saved.get("first_budget_exit") == FIRST_BUDGET_EXIT:
-            return saved["test_acc"]
-    if not (run / "best.pt").is_file():
-        raise Incomplete(f"{run.name}: no checkpoint ({run / 'best.pt'}) and no {CACHE} in {archived}")
-    acc = budget_accuracies(run)
-    if archived.is_dir():
-        cache.write_text(json.dumps({"score": SCORE, "first_budget_exit": FIRST_BUDGET_EXIT, "test_acc": acc}) + "\n")
-    return acc
+    """The test accuracies of ``cached_budget_points``."""
+    return cached_budget_points(run, archived)["test_acc"]
 
 
-def report(acc: dict, names: list[str], seeds: int, mate: str, baselines: list[str]) -> str:
-    """Markdown from {(setting, seed): [accuracy per budget]}."""
+def report(acc: dict, names: list[str], seeds: int, mate: str, baselines: list[str],
+           costs: dict | None = None) -> str:
+    """Markdown from {(setting, seed): [accuracy per budget]} and, where every run has them,
+    {(setting, seed): [the chosen point's validation MFLOPs per budget]}."""
     k = len(next(iter(acc.values())))
     columns = [f"budget: exit {FIRST_BUDGET_EXIT + i}'s cost" for i in range(k)]
     mean = {n: [statistics.fmean(acc[(n, s)][b] for s in range(seeds)) for b in range(k)] for n in names}
@@ -95,6 +114,13 @@ def report(acc: dict, names: list[str], seeds: int, mate: str, baselines: list[s
             m, sd, up, down = paired_stats([acc[(mate, s)][b] - acc[(other, s)][b] for s in range(seeds)])
             cells.append(f"`{other}` {m:+.2f} ± {sd:.2f} ({up}↑ {down}↓)")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if costs:
+        spread = [sorted(c[b] for c in costs.values()) for b in range(k)]
+        same = sum(len(set(c)) == 1 for c in costs.values())
+        lines += ["", f"The chosen point's validation cost (MFLOPs per image), median [min, max] over the {len(costs)} "
+                      "runs: " + "; ".join(f"{col[8:]} {statistics.median(v):.2f} [{v[0]:.2f}, {v[-1]:.2f}]"
+                                           for col, v in zip(columns, spread)) + ". "
+                  f"In {same} of the {len(costs)} runs every budget chose the same point."]
     return "\n".join(lines)
 
 
@@ -123,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{run}: not finished")
                 continue
             try:
-                cached_budget_accuracies(args.runs / run, args.archive / run)
+                cached_budget_points(args.runs / run, args.archive / run)
                 print(f"{run}: kept in {args.archive / run / CACHE}")
             except Incomplete as exc:  # its message names the run
                 print(exc)
@@ -138,11 +164,13 @@ def main(argv: list[str] | None = None) -> None:
             mate, baselines = chosen["mate"], [chosen[b] for b in BASELINES]
             names = ["ce"] + baselines + [mate, uniform_control(mate)]
             load_final(args.archive, names)  # every step-5 run has finished
-        acc = {(n, s): cached_budget_accuracies(args.runs / f"{n}-s{s}", args.archive / f"{n}-s{s}")
-               for n in names for s in range(args.seeds)}
+        points = {(n, s): cached_budget_points(args.runs / f"{n}-s{s}", args.archive / f"{n}-s{s}")
+                  for n in names for s in range(args.seeds)}
     except Incomplete as exc:
         sys.exit(f"incomplete: {exc}")
-    print(report(acc, names, args.seeds, mate, baselines))
+    acc = {run: p["test_acc"] for run, p in points.items()}
+    costs = {run: p["val_mflops"] for run, p in points.items()}
+    print(report(acc, names, args.seeds, mate, baselines, costs if all(costs.values()) else None))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,16 @@ def test_the_report_pairs_mate_with_ce_and_the_best_baseline_at_each_budget():
     assert lines[-1] == "| the best baseline there | `byot` +0.25 ± 1.06 (1↑ 1↓) | `eed` -0.50 ± 0.00 (0↑ 2↓) |"
 
 
+def test_the_report_says_what_each_budget_bought_where_every_run_has_its_costs():
+    acc = {("ce", 0): [80.0, 85.0], ("mate", 0): [83.0, 87.5], ("byot", 0): [82.0, 84.0]}
+    costs = {("ce", 0): [20.0, 20.0], ("mate", 0): [30.0, 40.0], ("byot", 0): [25.0, 25.0]}
+    lines = claim_budget.report(acc, ["ce", "byot", "mate"], 1, "mate", ["byot"], costs).splitlines()
+    assert lines[-1] == ("The chosen point's validation cost (MFLOPs per image), median [min, max] over the 3 runs: "
+                         "exit 2's cost 25.00 [20.00, 30.00]; exit 3's cost 25.00 [20.00, 40.00]. "
+                         "In 2 of the 3 runs every budget chose the same point.")
+    assert "validation cost" not in claim_budget.report(acc, ["ce", "byot", "mate"], 1, "mate", ["byot"])
+
+
 def test_each_budget_takes_the_best_validation_point_within_it_and_reads_it_on_test(tiny_run):
     from mate.engine.trained import load_trained
     from mate.evaluation.budget import QS, calibrate_thresholds, geometric_shares, simulate
@@ -46,10 +56,14 @@ def test_each_budget_takes_the_best_validation_point_within_it_and_reads_it_on_t
         thresholds = calibrate_thresholds(val_scores, geometric_shares(q, 4))
         on_val = simulate(val, val_scores, thresholds, flops)
         points.append((on_val.accuracy, -on_val.avg_flops, simulate(test, test_scores, thresholds, flops).accuracy))
-    want = [max(p for p in points if -p[1] <= budget)[2] for budget in flops[1:]]
-    assert len(got) == 3 and got == pytest.approx(want, abs=0)
+    chosen = [max(p for p in points if -p[1] <= budget) for budget in flops[1:]]
+    assert len(got) == 3 and got == pytest.approx([p[2] for p in chosen], abs=0)
     # the whole network's cost admits every point, so the last budget's choice is the best on validation
     assert got[-1] == max(points)[2]
+    # what each budget bought: the chosen point's validation cost, in MFLOPs per image, within the budget
+    costs = claim_budget.budget_points(run)["val_mflops"]
+    assert costs == pytest.approx([-p[1] / 1e6 for p in chosen], rel=1e-12)
+    assert all(c <= budget / 1e6 for c, budget in zip(costs, flops[1:]))
 
 
 def test_each_runs_accuracies_are_kept_in_its_archive_folder_and_read_back_without_the_checkpoint(tiny_run, tmp_path):
@@ -58,12 +72,22 @@ def test_each_runs_accuracies_are_kept_in_its_archive_folder_and_read_back_witho
     archived.mkdir(parents=True)
     acc = claim_budget.cached_budget_accuracies(run, archived)
     assert acc == claim_budget.budget_accuracies(run)
+    points = claim_budget.budget_points(run)
     assert json.loads((archived / "budget.json").read_text()) == {"score": "max_prob", "first_budget_exit": 2,
-                                                                  "test_acc": acc}
+                                                                  "test_acc": acc,
+                                                                  "val_mflops": points["val_mflops"]}
     gone = tmp_path / "no_checkpoints" / "mate-s0"
     assert claim_budget.cached_budget_accuracies(gone, archived) == acc  # read back, nothing evaluated
     with pytest.raises(claim_budget.Incomplete, match="no checkpoint"):
         claim_budget.cached_budget_accuracies(gone, tmp_path / "archive" / "mate-s1")
+    assert claim_budget.cached_budget_points(gone, archived) == points
+    # a budget.json kept before the chosen points' costs were: completed from the checkpoint where it exists,
+    # read as it is (costs None) where it does not
+    (archived / "budget.json").write_text(json.dumps({"score": "max_prob", "first_budget_exit": 2,
+                                                      "test_acc": acc}))
+    assert claim_budget.cached_budget_points(gone, archived) == {"test_acc": acc, "val_mflops": None}
+    assert claim_budget.cached_budget_points(run, archived) == points
+    assert json.loads((archived / "budget.json").read_text())["val_mflops"] == points["val_mflops"]
     # a cache of another reading (another score) is not taken for this one
     (archived / "budget.json").write_text(json.dumps({"score": "entropy", "first_budget_exit": 2, "test_acc": [0.0]}))
     with pytest.raises(claim_budget.Incomplete, match="no checkpoint"):
