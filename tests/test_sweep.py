@@ -106,6 +106,18 @@ def test_points_file_and_errors(tmp_path, tiny):
     rows = sweep("fashion_mnist_bench", None, 1, tmp_path / "p", points_file=points, overrides=tiny,
                  log=lambda s: None)
     assert [r["point"] for r in rows] == ["small"] and rows[0]["values"] == {"model.width": 4, "method": "ce"}
+    # points that set different keys: each key is a column, empty where a point leaves the config's value
+    points.write_text("narrow: {model.width: 4, method: ce}\nlr: {optim.lr: 0.05, method: ce}\n")
+    rows = sweep("fashion_mnist_bench", None, 1, tmp_path / "q", points_file=points, overrides=tiny,
+                 log=lambda s: None)
+    assert [r["point"] for r in rows] == ["narrow", "lr"]
+    with open(tmp_path / "q" / "sweep.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [(r["point"], r["model.width"], r["method"], r["optim.lr"]) for r in table] == \
+        [("narrow", "4", "ce", ""), ("lr", "", "ce", "0.05")]
+    head, _, first, second = (tmp_path / "q" / "table.md").read_text().splitlines()[2:6]
+    assert head.startswith("| point | model.width | method | optim.lr | exit 1 |")
+    assert first.startswith("| narrow | 4 | ce |  | ") and second.startswith("| lr |  | ce | 0.05 | ")
     with pytest.raises(ConfigError, match="one of the two"):
         sweep("fashion_mnist_bench", GRID, 1, tmp_path / "x", points_file=points)
     with pytest.raises(ConfigError, match="not supported with --launcher ray"):

@@ -395,7 +395,13 @@ def output_folder_lock(out_dir: Path) -> FolderLock:
 
 
 def write_sweep_outputs(out_dir: Path, rows: list[dict], results: dict) -> None:
-    keys = list(rows[0]["values"])
+    # every key any point sets, in order of appearance; a point of a points file that leaves a key
+    # unset keeps the config's value there, shown as an empty cell
+    keys = list(dict.fromkeys(key for r in rows for key in r["values"]))
+
+    def cell(r: dict, key: str) -> str:
+        return _format(r["values"][key]) if key in r["values"] else ""
+
     k = len(rows[0]["exit_acc"])
     with open(out_dir / "sweep.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -403,7 +409,7 @@ def write_sweep_outputs(out_dir: Path, rows: list[dict], results: dict) -> None:
                     "mean_mean", "mean_std", "ensemble_mean", "ensemble_std", "val_mean", "val_std", "seeds"])
         for r in rows:
             val = r["val_mean_acc"] or ("", "")
-            w.writerow([r["point"], *[_format(r["values"][key]) for key in keys],
+            w.writerow([r["point"], *[cell(r, key) for key in keys],
                         *[f"{v:.4f}" for ms in r["exit_acc"] for v in ms],
                         *[f"{v:.4f}" for v in r["mean_acc"]], *[f"{v:.4f}" for v in r["ensemble_acc"]],
                         *[f"{v:.4f}" if v != "" else "" for v in val], r["seeds"]])
@@ -418,7 +424,7 @@ def write_sweep_outputs(out_dir: Path, rows: list[dict], results: dict) -> None:
     for r in rows:
         cells = [f"{m:.2f} ± {s:.2f}" for m, s in r["exit_acc"]]
         val = f"{r['val_mean_acc'][0]:.2f} ± {r['val_mean_acc'][1]:.2f}" if r["val_mean_acc"] else ""
-        lines.append(f"| {r['point']} | " + " | ".join(_format(r["values"][key]) for key in keys) + " | "
+        lines.append(f"| {r['point']} | " + " | ".join(cell(r, key) for key in keys) + " | "
                      + " | ".join(cells) + f" | {r['ensemble_acc'][0]:.2f} ± {r['ensemble_acc'][1]:.2f} | {val} |")
     (out_dir / "table.md").write_text(
         f"Test top-1 accuracy (%), mean ± std over {rows[0]['seeds']} seed(s); checkpoints selected on the "
@@ -427,6 +433,7 @@ def write_sweep_outputs(out_dir: Path, rows: list[dict], results: dict) -> None:
     from .plots import plot_sweep_key
 
     for key in keys:
-        if all(isinstance(r["values"][key], (int, float)) and not isinstance(r["values"][key], bool) for r in rows):
+        if all(isinstance(r["values"].get(key), (int, float)) and not isinstance(r["values"][key], bool)
+               for r in rows):
             if len({r["values"][key] for r in rows}) > 1:
                 plot_sweep_key(rows, key, out_dir / f"sweep_{re.sub(r'[^A-Za-z0-9_]', '_', key)}.png")
